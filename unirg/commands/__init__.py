@@ -1,0 +1,1 @@
+"""Subcommands of the `unirg` command line; each module registers one."""

@@ -1,0 +1,1 @@
+"""Evaluation: the ReXrank-style metric table and the run report."""

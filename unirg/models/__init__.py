@@ -1,0 +1,1 @@
+"""Model loading and the tiny offline vision-language model factory."""

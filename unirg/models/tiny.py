@@ -1,0 +1,151 @@
+"""Build a tiny, randomly initialised Qwen2-VL-family model with a locally trained tokenizer, fully offline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+from unirg.models.processor import CHAT_TEMPLATE, build_processor
+
+TinyArch = Literal["qwen2_vl", "qwen2_5_vl"]
+
+# Token strings the Qwen2-VL family uses; their ids are written into the model config.
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+# Ordinary added tokens: TRL decodes completions with skip_special_tokens=True, which would strip
+# them if they were special, and the format and consistency rewards need to see them.
+REASONING_TOKENS = ["<think>", "</think>"]
+
+# A small corpus of report language so the BPE merges cover the words reports use. The demo adds
+# its own synthetic reports on top of this.
+_BASE_CORPUS = [
+    "Findings: The lungs are clear. No focal consolidation, pleural effusion or pneumothorax.",
+    "The cardiomediastinal silhouette is within normal limits. Heart size is normal.",
+    "Impression: No acute cardiopulmonary process.",
+    "Moderate cardiomegaly. Small left pleural effusion with adjacent atelectasis.",
+    "Large right pneumothorax. Endotracheal tube terminates above the carina.",
+    "Right lower lobe consolidation concerning for pneumonia. Mild pulmonary edema.",
+    "A nodule is seen in the left upper lobe. Enlarged cardiac silhouette.",
+    "Bibasilar opacities, likely atelectasis. Central venous catheter tip in the SVC.",
+    "There is no evidence of fracture. Osseous structures are intact.",
+    "Perception: airway midline. lungs: upper, middle and lower zones. pleura. heart and mediastinum. "
+    "bones. devices.",
+    "Diagnosis: cardiomegaly, pleural effusion, pneumothorax, edema, consolidation, nodule.",
+    "Reflection: each finding was re-checked against the image.",
+]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
+    """Train a byte-level BPE tokenizer on report text and wrap it as a fast HF tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(list(texts), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL_TOKENS[1:],
+    )
+    tokenizer.add_tokens(REASONING_TOKENS, special_tokens=False)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_config(arch: TinyArch, tokenizer, hidden_size: int = 64, num_layers: int = 2,
+                vision_depth: int = 2, vision_width: int = 64):
+    """Return a Qwen2-VL or Qwen2.5-VL config small enough for a CPU GRPO step in about 0.1 s."""
+    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+
+    num_heads = 4
+    head_dim = hidden_size // num_heads
+    # Multimodal RoPE splits head_dim/2 rotary frequencies over (time, height, width).
+    half = head_dim // 2
+    mrope_section = [half - 2 * (half // 3), half // 3, half // 3]
+    text_config = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision_config = dict(
+        depth=vision_depth,
+        num_heads=4,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        in_channels=3,
+    )
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in [
+        ("image_token_id", "<|image_pad|>"),
+        ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"),
+        ("vision_end_token_id", "<|vision_end|>"),
+    ]}
+    if arch == "qwen2_vl":
+        vision_config.update(embed_dim=vision_width, hidden_size=hidden_size, mlp_ratio=2)
+        config_class = Qwen2VLConfig
+    elif arch == "qwen2_5_vl":
+        vision_config.update(hidden_size=vision_width, out_hidden_size=hidden_size,
+                             intermediate_size=vision_width * 2, window_size=56, fullatt_block_indexes=[vision_depth - 1])
+        config_class = Qwen2_5_VLConfig
+    else:
+        raise ValueError(f"unknown tiny architecture {arch!r}; use qwen2_vl or qwen2_5_vl")
+    config = config_class(text_config=text_config, vision_config=vision_config, tie_word_embeddings=True, **ids)
+    config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    config.pad_token_id = tokenizer.pad_token_id
+    return config
+
+
+def build_tiny_model(out_dir: str | Path, arch: TinyArch = "qwen2_vl", texts: Iterable[str] = (),
+                     seed: int = 0, hidden_size: int = 64, num_layers: int = 2,
+                     image_size: int = 224) -> Path:
+    """Write a tiny VLM (weights, tokenizer, image-only processor, chat template) to `out_dir`.
+
+    The folder reloads with `AutoModelForImageTextToText.from_pretrained` and `AutoProcessor.from_pretrained`
+    offline, like any model folder downloaded from a hub.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText, GenerationConfig
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer([*_BASE_CORPUS, *texts])
+    config = tiny_config(arch, tokenizer, hidden_size=hidden_size, num_layers=num_layers)
+    model = AutoModelForImageTextToText.from_config(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, do_sample=True, temperature=1.0
+    )
+    model.save_pretrained(out)
+    build_processor(tokenizer, image_size=image_size).save_pretrained(out)
+    (out / "unirg_tiny.json").write_text(json.dumps(
+        {"arch": arch, "seed": seed, "hidden_size": hidden_size, "num_layers": num_layers,
+         "image_size": image_size, "parameters": sum(p.numel() for p in model.parameters())}, indent=2))
+    return out

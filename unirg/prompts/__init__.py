@@ -1,0 +1,1 @@
+"""Prompt templates and the completion parser shared by rewards."""

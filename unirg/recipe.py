@@ -1,0 +1,264 @@
+"""Recipes: a YAML file plus dotted command-line overrides, validated into one typed config."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from unirg.data.config import DataConfig, PromptConfig
+from unirg.errors import RecipeError
+from unirg.rollout.config import ClusterConfig, RolloutConfig
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraConfig(_Section):
+    """LoRA adapter settings, handed to peft.LoraConfig."""
+
+    r: int = Field(16, ge=1, description="Rank of the adapter matrices.")
+    alpha: int = Field(32, ge=1, description="Scaling numerator (lora_alpha).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
+    target_modules: list[str] | str = Field(
+        "all-linear", description="Module names to adapt, or 'all-linear'.")
+
+
+class TinyModelConfig(_Section):
+    """The tiny offline VLM built when `model.name_or_path` is `tiny`."""
+
+    arch: Literal["qwen2_vl", "qwen2_5_vl"] = Field("qwen2_vl", description="Architecture family.")
+    hidden_size: int = Field(64, ge=16, description="Width of the language model.")
+    num_layers: int = Field(2, ge=1, description="Decoder layers of the language model.")
+    image_size: int = Field(224, ge=56, description="Largest image side the processor keeps, in pixels.")
+    seed: int = Field(0, description="Seed of the random initialisation.")
+
+
+class ModelConfig(_Section):
+    """The policy: any Hugging Face image-text-to-text model."""
+
+    name_or_path: str = Field(..., description="HF model id, local folder, or 'tiny' to build the tiny "
+                              "offline VLM into the run's cache.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights dtype; float32 on CPU.")
+    trust_remote_code: bool = Field(False, description="Run code shipped with the model. Off unless you "
+                                    "trust the model's source.")
+    attn_implementation: str | None = Field(None, description="e.g. sdpa, eager, flash_attention_2.")
+    lora: LoraConfig | None = Field(None, description="Train a LoRA adapter instead of all weights.")
+    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
+
+
+class RewardEntry(_Section):
+    """One reward plugin with its weight in the total reward."""
+
+    name: str = Field(..., description="Built-in name, entry point, 'pkg.mod:obj' or 'path/file.py:obj'.")
+    weight: float = Field(1.0, description="Weight of this reward in the sum TRL optimises.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword options of the plugin.")
+
+
+class OutputConfig(_Section):
+    """Where a run writes checkpoints, metrics and logs."""
+
+    dir: str = Field("runs/{recipe}", description="Run folder; {recipe} is replaced by the recipe name.")
+    save_steps: int = Field(50, ge=1, description="Write a checkpoint every this many optimizer steps.")
+    save_total_limit: int | None = Field(2, ge=1, description="Keep at most this many checkpoints.")
+
+
+class LoggingConfig(_Section):
+    """What a run logs and where."""
+
+    completions: bool = Field(False, description="Log completion and report text. Off by default: reports "
+                              "are patient data.")
+    tensorboard: bool = Field(True, description="Write TensorBoard event files under <run>/tensorboard.")
+    progress: bool = Field(True, description="Show a progress bar in the terminal.")
+    logging_steps: int = Field(1, ge=1, description="Log metrics every this many steps.")
+
+
+class Recipe(_Section):
+    """A whole training recipe."""
+
+    name: str = Field(..., description="Short name; used in the run folder.")
+    description: str = Field("", description="One line on what the recipe trains.")
+    seed: int = Field(0, description="Seed for data order, sampling and initialisation.")
+    model: ModelConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    rewards: list[RewardEntry] = Field(..., min_length=1, description="Reward plugins and weights.")
+    grpo: dict[str, Any] = Field(default_factory=dict, description="Fields passed to trl.GRPOConfig.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("grpo")
+    @classmethod
+    def _check_grpo_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _validate_dataclass_fields("grpo", value, _grpo_config_class())
+
+    def run_dir(self) -> Path:
+        """The folder this run writes to."""
+        return Path(self.output.dir.format(recipe=self.name))
+
+    def to_yaml(self) -> str:
+        """The resolved recipe as YAML, as saved beside a run's outputs."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# Fields the recipe sets itself; setting them under `grpo` would silently fight the recipe.
+RESERVED_GRPO_FIELDS = {
+    "output_dir": "output.dir", "seed": "seed", "save_steps": "output.save_steps",
+    "logging_steps": "logging.logging_steps", "max_completion_length": "rollout.max_new_tokens",
+    "temperature": "rollout.temperature", "top_p": "rollout.top_p", "report_to": "logging.tensorboard",
+    "push_to_hub": "(never: unirg does not push to any hub)",
+}
+
+
+def _grpo_config_class():
+    from trl import GRPOConfig
+
+    return GRPOConfig
+
+
+def _validate_dataclass_fields(section: str, values: dict[str, Any], config_class: type) -> dict[str, Any]:
+    """Check keys and simple types of a passthrough section against a TRL config dataclass."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
+    for key, value in values.items():
+        if key in RESERVED_GRPO_FIELDS:
+            raise ValueError(f"'{section}.{key}' is set by the recipe itself: use {RESERVED_GRPO_FIELDS[key]}")
+        if key not in fields:
+            raise ValueError(f"unknown field '{section}.{key}'{_did_you_mean(key, fields)}")
+        expected = _simple_types(hints.get(key))
+        # bool is an int subclass: an int or float field must not take True silently.
+        wrong_bool = isinstance(value, bool) and expected is not None and bool not in expected
+        if expected and (wrong_bool or not isinstance(value, expected)):
+            names = " or ".join(sorted({"null" if t is type(None) else t.__name__ for t in expected},
+                                       key=lambda name: (name == "null", name)))
+            raise ValueError(f"'{section}.{key}' should be {names}, got {type(value).__name__} {value!r}")
+    return values
+
+
+def _simple_types(hint: Any) -> tuple[type, ...] | None:
+    """The plain Python types a type hint admits, or None when the hint is too rich to check here."""
+    allowed = {int: (int,), float: (int, float), bool: (bool,), str: (str,), type(None): (type(None),)}
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    result: list[type] = []
+    for arg in args:
+        if arg not in allowed:
+            return None
+        result.extend(allowed[arg])
+    return tuple(result)
+
+
+def _did_you_mean(key: str, candidates: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def resolve_recipe_path(recipe: str | Path) -> Path:
+    """Find a recipe by path or by name under `recipes/` (`demo` → recipes/demo.yaml)."""
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    named = RECIPES_DIR / f"{recipe}.yaml"
+    if named.is_file():
+        return named
+    known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    raise RecipeError(f"recipe file not found: {recipe}{_did_you_mean(str(recipe), known)} "
+                      f"(shipped recipes: {', '.join(known)})")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `a.b.0.c=value` into its key path and a YAML-parsed value."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise RecipeError(f"bad override {text!r}: write key.path=value, e.g. grpo.num_generations=8 "
+                          "or rewards.0.weight=0.5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise RecipeError(f"bad override {text!r}: the value is not valid YAML ({error})") from None
+    return key.split("."), value
+
+
+def apply_override(tree: dict[str, Any], path: list[str], value: Any, text: str) -> None:
+    """Set `value` at `path` inside the raw recipe tree; lists are indexed by number."""
+    node: Any = tree
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        where = ".".join(path[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise RecipeError(f"bad override {text!r}: '{where}' needs an index below {len(node)}")
+            index = int(part)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise RecipeError(f"bad override {text!r}: '{'.'.join(path[:depth])}' is a value, not a section")
+
+
+def load_recipe(recipe: str | Path, overrides: typing.Sequence[str] = ()) -> Recipe:
+    """Read a recipe YAML, apply `key=value` overrides (they win), and validate it."""
+    path = resolve_recipe_path(recipe)
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(tree, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections (model, data, rewards, grpo, …)")
+    for text in overrides:
+        keys, value = parse_override(text)
+        apply_override(tree, keys, value, text)
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as error:
+        raise RecipeError(f"{path}: invalid recipe\n" + _format_errors(error)) from None
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            parent = _model_at(Recipe, item["loc"][:-1])
+            hint = _did_you_mean(str(item["loc"][-1]), parent.model_fields) if parent else ""
+            lines.append(f"  {location}: unknown key{hint}")
+        elif item["type"] == "value_error":
+            lines.append(f"  {item['msg'].removeprefix('Value error, ')}")
+        else:
+            lines.append(f"  {location}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class found by walking `loc` from `model` (list indices are skipped)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if isinstance(current, type) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = typing.get_args(annotation) or (annotation,)
+        candidates = [c for arg in candidates for c in (typing.get_args(arg) or (arg,))]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if current is None:
+            return None
+    return current

@@ -1,0 +1,1 @@
+"""Training: TRL GRPOTrainer and SFTTrainer assembly, callbacks, checkpoints."""
