@@ -54,6 +54,9 @@ class ModelConfig(_Section):
                                     "trust the model's source.")
     attn_implementation: str | None = Field(None, description="e.g. sdpa, eager, flash_attention_2.")
     lora: LoraConfig | None = Field(None, description="Train a LoRA adapter instead of all weights.")
+    reference: str | None = Field(None, description="Checkpoint the KL term (grpo.beta > 0) is measured "
+                                  "against; default: the starting policy. UniRG step 2 uses the best step-1 "
+                                  "checkpoint here.")
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
 
 
@@ -93,6 +96,8 @@ class Recipe(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     rewards: list[RewardEntry] = Field(..., min_length=1, description="Reward plugins and weights.")
+    sft: dict[str, Any] | None = Field(None, description="Supervised warm start before GRPO: fields passed "
+                                       "to trl.SFTConfig. Absent: GRPO starts from model.name_or_path.")
     grpo: dict[str, Any] = Field(default_factory=dict, description="Fields passed to trl.GRPOConfig.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
@@ -102,7 +107,16 @@ class Recipe(_Section):
     @field_validator("grpo")
     @classmethod
     def _check_grpo_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _validate_dataclass_fields("grpo", value, _grpo_config_class())
+        from trl import GRPOConfig
+
+        return _validate_dataclass_fields("grpo", value, GRPOConfig)
+
+    @field_validator("sft")
+    @classmethod
+    def _check_sft_fields(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from trl import SFTConfig
+
+        return None if value is None else _validate_dataclass_fields("sft", value, SFTConfig)
 
     def run_dir(self) -> Path:
         """The folder this run writes to."""
@@ -113,8 +127,8 @@ class Recipe(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-# Fields the recipe sets itself; setting them under `grpo` would silently fight the recipe.
-RESERVED_GRPO_FIELDS = {
+# Fields the recipe sets itself; setting them under `grpo` or `sft` would silently fight the recipe.
+RESERVED_FIELDS = {
     "output_dir": "output.dir", "seed": "seed", "save_steps": "output.save_steps",
     "logging_steps": "logging.logging_steps", "max_completion_length": "rollout.max_new_tokens",
     "temperature": "rollout.temperature", "top_p": "rollout.top_p", "report_to": "logging.tensorboard",
@@ -122,19 +136,13 @@ RESERVED_GRPO_FIELDS = {
 }
 
 
-def _grpo_config_class():
-    from trl import GRPOConfig
-
-    return GRPOConfig
-
-
 def _validate_dataclass_fields(section: str, values: dict[str, Any], config_class: type) -> dict[str, Any]:
     """Check keys and simple types of a passthrough section against a TRL config dataclass."""
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     hints = typing.get_type_hints(config_class)
     for key, value in values.items():
-        if key in RESERVED_GRPO_FIELDS:
-            raise ValueError(f"'{section}.{key}' is set by the recipe itself: use {RESERVED_GRPO_FIELDS[key]}")
+        if key in RESERVED_FIELDS:
+            raise ValueError(f"'{section}.{key}' is set by the recipe itself: use {RESERVED_FIELDS[key]}")
         if key not in fields:
             raise ValueError(f"unknown field '{section}.{key}'{_did_you_mean(key, fields)}")
         expected = _simple_types(hints.get(key))

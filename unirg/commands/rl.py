@@ -21,9 +21,9 @@ def run(args: argparse.Namespace) -> int:
     """Load the recipe, train, and print the summary."""
     from unirg.recipe import load_recipe
     from unirg.reporting import print_run_summary
-    from unirg.training.grpo import train
+    from unirg.training.pipeline import run_pipeline
 
     recipe = load_recipe(args.recipe, args.overrides)
-    result = train(recipe, args.run_dir)
+    result = run_pipeline(recipe, args.run_dir)
     print_run_summary(result)
     return 0

@@ -20,6 +20,43 @@ class RolloutConfig(BaseModel):
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of rollouts.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling threshold.")
 
+    # --- vLLM engine (vllm_ray) ---
+    max_model_len: int | None = Field(
+        None, ge=16, description="Context length of each vLLM engine (prompt + completion); None: the "
+        "model config's. Set it on CPU: the KV cache is sized for it.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype inside vLLM; auto follows the model config (bfloat16 on GPU). "
+        "Use float32 to compare vLLM token for token with HF generate on CPU.")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0.0, le=1.0, description="Share of each worker's GPU vLLM may use (GPU only).")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per vLLM engine (tensor parallelism).")
+    cpu_kv_cache_gib: float = Field(
+        1.0, gt=0.0, description="KV cache per worker in GiB on CPU (vLLM's VLLM_CPU_KVCACHE_SPACE).")
+    enforce_eager: bool = Field(
+        True, description="Skip CUDA-graph capture / torch.compile in vLLM: faster start-up, slower "
+        "decoding. Turn off for long GPU runs.")
+    seed: int = Field(0, description="Base seed of the engines; worker i uses seed + i.")
+
+    # --- weight sync ---
+    weight_sync: Literal["auto", "disk", "nccl"] = Field(
+        "auto", description="How trained weights reach the workers after each optimizer step. disk: "
+        "safetensors file + vLLM reload_weights (CPU, or GPU without a shared NCCL network); nccl: "
+        "broadcast through vLLM's weight-transfer endpoints (GPU, unverified on this CI); auto: nccl "
+        "when workers have GPUs, disk otherwise.")
+    sync_dir: str | None = Field(
+        None, description="Folder for disk weight sync; must be on storage every worker node can read "
+        "(shared filesystem on a cluster). None: <run dir>/weight_sync.")
+
+    # --- fault handling ---
+    generate_timeout_s: float = Field(
+        600.0, gt=0.0, description="A rollout batch that takes longer than this counts as a worker "
+        "failure (the worker is restarted and the batch retried).")
+    max_restarts: int = Field(
+        2, ge=0, description="Restarts of a dead or stuck rollout worker before the run stops with an "
+        "error naming it. Counted over the whole run.")
+    startup_timeout_s: float = Field(
+        600.0, gt=0.0, description="Longest wait for a worker's vLLM engine to load.")
+
 
 class ClusterConfig(BaseModel):
     """Where Ray runs and what each worker group asks for."""
@@ -31,3 +68,22 @@ class ClusterConfig(BaseModel):
     rollout_gpus_per_worker: float = Field(0.0, ge=0.0, description="GPUs per rollout worker.")
     rollout_cpus_per_worker: float = Field(1.0, ge=0.0, description="CPUs per rollout worker.")
     reward_gpus_per_worker: float = Field(0.0, ge=0.0, description="GPUs per heavy reward worker.")
+
+    reward_cpus_per_worker: float = Field(1.0, ge=0.0, description="CPUs per heavy reward worker.")
+    ray_rewards: list[str] = Field(
+        default_factory=list, description="Names of reward plugins (as listed under `rewards`) that run "
+        "in their own Ray actor instead of the trainer process: model-based metrics that need a GPU "
+        "share or much memory.")
+    reward_batch_size: int = Field(64, ge=1, description="Completions per call to a reward actor.")
+    reward_timeout_s: float = Field(
+        300.0, gt=0.0, description="A reward-actor call slower than this fails: its samples get no "
+        "reward (None) and the failure is counted.")
+    reward_max_consecutive_failures: int = Field(
+        3, ge=1, description="Stop the run when one reward plugin fails this many calls in a row.")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="Ray placement-group strategy for the rollout workers: PACK keeps them on as "
+        "few nodes as possible, SPREAD puts them on different nodes.")
+    num_cpus: int | None = Field(
+        None, ge=1, description="CPUs a locally started Ray instance offers; None: all of this machine's.")
+    dashboard: bool = Field(
+        False, description="Start Ray's dashboard (on 127.0.0.1 only) with a local instance.")

@@ -24,7 +24,8 @@ class MetricsFileCallback(TrainerCallback):
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.rows: list[dict[str, Any]] = []
+        # Rows of earlier, resumed-from runs count too, so the summary spans the whole run.
+        self.rows: list[dict[str, Any]] = read_rows(self.path)
         self._step_started = time.perf_counter()
         self._step_seconds: float | None = None
 
@@ -47,6 +48,18 @@ class MetricsFileCallback(TrainerCallback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a metrics.jsonl file; a line torn by a kill is skipped."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
 
 
 def _number(value: Any) -> float | None:
@@ -76,3 +89,42 @@ def summarize(rows: list[dict[str, Any]], reward_names: list[str]) -> dict[str, 
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+def use_tensorboard_dir(path: Path) -> None:
+    """Point the Trainer's TensorBoard writer at `path`.
+
+    transformers 5 dropped `TrainingArguments.logging_dir`; its TensorBoard callback reads this variable.
+    """
+    import os
+
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(path)
+
+
+COMPLETE_MARKER = "unirg_checkpoint_complete"
+
+
+class CheckpointCompleteCallback(TrainerCallback):
+    """Mark a checkpoint folder complete once the Trainer has written all of it.
+
+    The Trainer writes checkpoint-N in place, file by file; a run killed halfway leaves a folder that looks
+    like a checkpoint. Resuming only from marked folders means a half-written one is never picked.
+    """
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                marker = folder / f".{COMPLETE_MARKER}.tmp"
+                marker.write_text(str(state.global_step))
+                marker.replace(folder / COMPLETE_MARKER)
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop metrics rows logged after `last_step`, so a resumed run logs each step exactly once."""
+    if not path.is_file():
+        return
+    kept = [row for row in read_rows(path) if isinstance(row.get("step"), int) and row["step"] <= last_step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
+    tmp.replace(path)

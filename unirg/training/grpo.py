@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from unirg.recipe import Recipe
-from unirg.training.callbacks import MetricsFileCallback, summarize
+from unirg.training.callbacks import (
+    COMPLETE_MARKER,
+    CheckpointCompleteCallback,
+    MetricsFileCallback,
+    summarize,
+    truncate_metrics,
+    use_tensorboard_dir,
+)
+from unirg.training.checkpoints import save_policy
 
 
 @dataclass
@@ -49,29 +55,32 @@ def grpo_config(recipe: Recipe, run_dir: Path, reward_weights: list[float]):
     return GRPOConfig(**fields)
 
 
-def build_trainer(recipe: Recipe, run_dir: Path, callbacks: list | None = None):
-    """Load data, policy, processor and rewards, and return a ready trl.GRPOTrainer."""
+def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str, callbacks: list | None = None):
+    """Load policy, processor and rewards, and return a ready trl.GRPOTrainer."""
     from trl import GRPOTrainer
 
     from rewards import build_reward_functions
-    from unirg.data import load_splits
     from unirg.models.loading import load_policy, load_processor, peft_config_for, resolve_model_path
 
-    splits = load_splits(recipe.data, recipe.prompt, run_dir)
-    model_path = resolve_model_path(recipe.model, run_dir, corpus=list(splits.train["reference"]))
     processor = load_processor(model_path, trust_remote_code=recipe.model.trust_remote_code)
     policy = load_policy(model_path, recipe.model)
+    if recipe.model.reference:
+        # TRL builds the KL reference from the policy config's `_name_or_path`; pointing it at another
+        # checkpoint is how UniRG step 2 measures KL against the best step-1 policy (TRL 1.16).
+        policy.config._name_or_path = resolve_model_path(recipe.model.model_copy(
+            update={"name_or_path": recipe.model.reference}), run_dir)
     reward_funcs, reward_weights = build_reward_functions(recipe.rewards)
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run_dir / "tensorboard"))
+    use_tensorboard_dir(run_dir / "tensorboard")
     trainer = GRPOTrainer(
         model=policy,
         reward_funcs=reward_funcs,
         args=grpo_config(recipe, run_dir, reward_weights),
-        train_dataset=splits.train,
+        train_dataset=train_dataset,
         processing_class=processor,
         peft_config=peft_config_for(recipe.model),
         callbacks=callbacks or [],
     )
+    policy.config._name_or_path = model_path
     if recipe.rollout.backend == "vllm_ray":
         from unirg.rollout.generation import install_ray_rollout
 
@@ -79,26 +88,26 @@ def build_trainer(recipe: Recipe, run_dir: Path, callbacks: list | None = None):
     return trainer
 
 
-def last_checkpoint(run_dir: Path) -> str | None:
-    """The newest complete checkpoint folder of a run, if any."""
-    from transformers.trainer_utils import get_last_checkpoint
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint folder marked complete; half-written ones are ignored."""
+    if not output_dir.is_dir():
+        return None
+    complete = [p for p in output_dir.glob("checkpoint-*")
+                if p.name.split("-")[-1].isdigit() and (p / COMPLETE_MARKER).is_file()]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
-    return get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
 
-
-def train(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
-    """Run GRPO for a recipe, resuming from the run's last checkpoint when there is one."""
-    run_dir = Path(run_dir or recipe.run_dir())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
-    metrics = MetricsFileCallback(run_dir / "metrics.jsonl")
-    trainer = build_trainer(recipe, run_dir, callbacks=[metrics])
-    trainer.train(resume_from_checkpoint=last_checkpoint(run_dir))
-    final = run_dir / "final"
-    trainer.save_model(str(final))
-    trainer.processing_class.save_pretrained(str(final))
-    reward_names = [f.__name__ for f in trainer.reward_funcs]
-    summary = summarize(metrics.rows, reward_names)
-    summary["run_dir"] = str(run_dir)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+def run_grpo(recipe: Recipe, run_dir: Path, train_dataset, model_path: str) -> RunResult:
+    """Run GRPO from `model_path`, resuming from the run's last checkpoint when there is one."""
+    grpo_dir = run_dir / "grpo"
+    metrics_path = run_dir / "metrics.jsonl"
+    resume_from = last_checkpoint(grpo_dir)
+    truncate_metrics(metrics_path, int(resume_from.name.split("-")[-1]) if resume_from else 0)
+    metrics = MetricsFileCallback(metrics_path)
+    trainer = build_trainer(recipe, grpo_dir, train_dataset, model_path,
+                            callbacks=[metrics, CheckpointCompleteCallback()])
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    final = save_policy(trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class,
+                        grpo_dir / "final")
+    summary = summarize(metrics.rows, [f.__name__ for f in trainer.reward_funcs])
     return RunResult(run_dir=run_dir, final_model=final, summary=summary)

