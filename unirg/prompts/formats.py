@@ -1,0 +1,113 @@
+"""Prompt templates (UniRG plain, Med-R2 reasoning, longitudinal) and the SFT target for each format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unirg.data.records import CHEXPERT_OBSERVATIONS, StudyRecord
+
+# UniRG fixes the template per study by which reference sections exist.
+_TASK = {
+    "findings_impression": "Write the findings and impression sections of the radiology report for this "
+                           "chest X-ray.",
+    "findings": "Write the findings section of the radiology report for this chest X-ray.",
+}
+_ANSWER_FORM = {
+    "findings_impression": "Answer as:\nFindings: ...\nImpression: ...",
+    "findings": "Answer as:\nFindings: ...",
+}
+_REASONING = ("First think inside <think> </think>: walk the anatomy (airway, lungs by zone, pleura, heart and "
+              "mediastinum, bones, devices) saying what you see, give the diagnosis, then reflect: re-check each "
+              "finding against the image. Then write the report.")
+
+# Anatomy the reasoning block walks, and the observations it reports under each heading.
+_ANATOMY: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("airway", ()),
+    ("lungs", ("Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis")),
+    ("pleura", ("Pneumothorax", "Pleural Effusion", "Pleural Other")),
+    ("heart and mediastinum", ("Enlarged Cardiomediastinum", "Cardiomegaly")),
+    ("bones", ("Fracture",)),
+    ("devices", ("Support Devices",)),
+)
+
+
+def sections_of(findings: str, impression: str) -> str:
+    """Which template a study gets: both sections when it has an impression, else findings only."""
+    return "findings_impression" if impression.strip() else "findings"
+
+
+def context_text(record: StudyRecord) -> str:
+    """The clinical context line(s) of a prompt; empty fields are left out."""
+    parts = [(label, value.strip()) for label, value in (
+        ("Indication", record.indication), ("Comparison", record.comparison), ("Age", record.age),
+        ("Sex", record.sex)) if value and value.strip()]
+    return "\n".join(f"{label}: {value}" for label, value in parts)
+
+
+def build_prompt(record: StudyRecord, prompt_format: str, longitudinal: bool = False,
+                 system_prompt: str | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Conversational prompt for a study, and how many images it expects (prior image included)."""
+    sections = sections_of(record.findings, record.impression)
+    lines = [_TASK[sections]]
+    context = context_text(record)
+    if context:
+        lines.append(context)
+    if prompt_format == "reasoning":
+        lines.append(_REASONING)
+    lines.append(_ANSWER_FORM[sections])
+    text = "\n".join(lines)
+    n_images = len(record.images)
+    messages: list[dict[str, Any]] = []
+    if system_prompt:
+        messages.append({"role": "system", "content": system_prompt})
+    if longitudinal and record.prior is not None:
+        # The prior image comes first, with its report, so "compared with the prior" has a referent.
+        content = [{"type": "text", "text": "Prior study:"}, {"type": "image", "text": None},
+                   {"type": "text", "text": f"Prior report: {record.prior.report}\nCurrent study:"}]
+        content += [{"type": "image", "text": None} for _ in range(n_images)]
+        content.append({"type": "text", "text": text})
+        messages.append({"role": "user", "content": content})
+        n_images += 1
+    else:
+        messages.append({"role": "user", "content": text})
+    return messages, n_images
+
+
+def reference_report(findings: str, impression: str) -> str:
+    """The reference written in the completion format the prompts ask for."""
+    report = f"Findings: {findings.strip()}"
+    return f"{report}\nImpression: {impression.strip()}" if impression.strip() else report
+
+
+def reasoning_block(labels: list[int | None] | None, findings: str, impression: str) -> str:
+    """A Med-R2 style <think> block built from the reference labels: perception, diagnosis, reflection."""
+    by_name = dict(zip(CHEXPERT_OBSERVATIONS, labels or [None] * len(CHEXPERT_OBSERVATIONS), strict=True))
+    perception = []
+    positives = []
+    for region, observations in _ANATOMY:
+        seen = [name.lower() for name in observations if by_name.get(name) == 1]
+        uncertain = [name.lower() for name in observations if by_name.get(name) == -1]
+        positives += seen
+        if seen:
+            statement = ", ".join(seen)
+        elif uncertain:
+            statement = "possible " + ", ".join(uncertain)
+        elif region == "devices":
+            statement = "none"
+        else:
+            statement = "normal"
+        perception.append(f"{region}: {statement}")
+    diagnosis = ", ".join(positives) if positives else "no acute abnormality"
+    reflection = ("re-checked " + ", ".join(positives) + " against the image; consistent"
+                  if positives else "re-checked each region; no finding missed")
+    return (f"<think>\nPerception: {'; '.join(perception)}.\nDiagnosis: {diagnosis}.\n"
+            f"Reflection: {reflection}.\n</think>\n")
+
+
+def completion_for(example: dict[str, Any], prompt_format: str) -> str:
+    """The SFT target for a dataset row: the reference report, after a reasoning block when asked for."""
+    report = example["reference"]
+    if prompt_format == "reasoning":
+        return reasoning_block(example.get("reference_labels"), example.get("reference_findings", ""),
+                               example.get("reference_impression", "")) + report
+    return report
