@@ -1,0 +1,36 @@
+"""Reward plugins for report generation, their registry, and the adapter to TRL reward functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rewards.adapter import TRLReward
+from rewards.registry import PluginInfo, list_plugins
+
+__all__ = ["PluginInfo", "TRLReward", "build_reward_functions", "list_plugins"]
+
+
+def _field(entry: Any, key: str, default: Any = None) -> Any:
+    return entry.get(key, default) if isinstance(entry, dict) else getattr(entry, key, default)
+
+
+def build_reward_functions(entries: Sequence[Any]) -> tuple[list[Callable], list[float]]:
+    """TRL reward callables and their weights for a recipe's reward entries (name, weight, options).
+
+    The same plugin listed twice gets a numbered name (`bleu2`, `bleu2_2`) so TRL logs them apart.
+    """
+    from rewards.registry import instantiate
+
+    functions: list[Callable] = []
+    weights: list[float] = []
+    used: dict[str, int] = {}
+    for entry in entries:
+        spec = _field(entry, "name")
+        plugin = instantiate(spec, dict(_field(entry, "options", {}) or {}))
+        base = getattr(plugin, "name", "") or getattr(plugin, "__name__", "") or spec.rpartition(":")[2]
+        used[base] = used.get(base, 0) + 1
+        name = base if used[base] == 1 else f"{base}_{used[base]}"
+        functions.append(TRLReward(plugin, name))
+        weights.append(float(_field(entry, "weight", 1.0)))
+    return functions, weights
