@@ -36,8 +36,9 @@ def test_reloads_offline_in_a_fresh_process(tiny_dir):
 
 
 def test_image_changes_the_logits(tiny_dir):
-    from unirg.models.loading import load_processor
     from transformers import AutoModelForImageTextToText
+
+    from unirg.models.loading import load_processor
 
     processor = load_processor(str(tiny_dir))
     model = AutoModelForImageTextToText.from_pretrained(tiny_dir).eval()

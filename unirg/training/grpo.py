@@ -97,16 +97,23 @@ def last_checkpoint(output_dir: Path) -> Path | None:
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+def _checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[-1])
+
+
 def run_grpo(recipe: Recipe, run_dir: Path, train_dataset, model_path: str) -> RunResult:
     """Run GRPO from `model_path`, resuming from the run's last checkpoint when there is one."""
     grpo_dir = run_dir / "grpo"
     metrics_path = run_dir / "metrics.jsonl"
     resume_from = last_checkpoint(grpo_dir)
-    truncate_metrics(metrics_path, int(resume_from.name.split("-")[-1]) if resume_from else 0)
+    truncate_metrics(metrics_path, _checkpoint_step(resume_from) if resume_from else 0)
     metrics = MetricsFileCallback(metrics_path)
     trainer = build_trainer(recipe, grpo_dir, train_dataset, model_path,
                             callbacks=[metrics, CheckpointCompleteCallback()])
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finished = resume_from is not None and 0 < trainer.args.max_steps <= _checkpoint_step(resume_from)
+    if not finished:
+        # transformers 5.23 runs one extra step when resumed from a checkpoint already at max_steps.
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     final = save_policy(trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class,
                         grpo_dir / "final")
     summary = summarize(metrics.rows, [f.__name__ for f in trainer.reward_funcs])
