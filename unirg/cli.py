@@ -11,6 +11,8 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "unirg.commands.rl",
     "unirg.commands.model",
+    "unirg.commands.eval",
+    "unirg.commands.check",
 )
 
 

@@ -99,6 +99,8 @@ class Recipe(_Section):
     sft: dict[str, Any] | None = Field(None, description="Supervised warm start before GRPO: fields passed "
                                        "to trl.SFTConfig. Absent: GRPO starts from model.name_or_path.")
     grpo: dict[str, Any] = Field(default_factory=dict, description="Fields passed to trl.GRPOConfig.")
+    evaluate: bool = Field(True, description="Evaluate on the held-out split before and after GRPO and put "
+                           "the table in the run report.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

@@ -27,5 +27,17 @@ def print_run_summary(result: Any, console: Console | None = None) -> None:
     console.print(table)
     if summary.get("mean_step_time") is not None:
         console.print(f"mean step time: {summary['mean_step_time']:.2f} s")
+    evaluation = summary.get("evaluation")
+    if evaluation:
+        names = list(evaluation)
+        held_out = Table(title="held-out evaluation (findings + impression)")
+        held_out.add_column("metric")
+        for name in names:
+            held_out.add_column(name, justify="right")
+        for metric in next(iter(evaluation.values())):
+            held_out.add_row(metric, *(_fmt(evaluation[name].get(metric)) for name in names))
+        console.print(held_out)
+    if getattr(result, "report", None):
+        console.print(f"run report:  {result.report}")
     console.print(f"run folder:  {result.run_dir}  (metrics.jsonl, recipe.yaml, checkpoints, tensorboard/)")
     console.print(f"final model: {result.final_model}")

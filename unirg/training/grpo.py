@@ -25,6 +25,7 @@ class RunResult:
     run_dir: Path
     final_model: Path
     summary: dict[str, Any]
+    report: Path | None = None
 
 
 def grpo_config(recipe: Recipe, run_dir: Path, reward_weights: list[float]):

@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from unirg.evaluation.heldout import evaluate_dataset
+from unirg.evaluation.report import write_report
 from unirg.recipe import Recipe
 from unirg.training.grpo import RunResult, run_grpo
+
+# Rows of the before/after table in the run report and the terminal summary.
+REPORT_METRICS = ("chexpert_micro_f1_14", "chexpert_macro_f1_14", "chexpert_micro_f1_5", "bleu2", "rouge_l",
+                  "mean_words", "duplicate_rate", "n")
 
 
 def run_pipeline(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
@@ -24,5 +30,13 @@ def run_pipeline(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
         model_path = str(run_sft(recipe, run_dir, splits, model_path))
     result = run_grpo(recipe, run_dir, splits.train, model_path)
     result.summary["run_dir"] = str(run_dir)
+    evaluations = None
+    if splits.eval is not None and recipe.evaluate:
+        evaluations = {}
+        for name, path in (("before GRPO", model_path), ("after GRPO", str(result.final_model))):
+            table = evaluate_dataset(path, splits.eval, recipe)["findings_impression"]
+            evaluations[name] = {metric: table[metric] for metric in REPORT_METRICS}
+        result.summary["evaluation"] = evaluations
+    result.report = write_report(run_dir, result.summary, evaluations, REPORT_METRICS)
     (run_dir / "summary.json").write_text(json.dumps(result.summary, indent=2), encoding="utf-8")
     return result

@@ -1,0 +1,108 @@
+"""The ReXrank-style metric table: label F1, BLEU, ROUGE-L, BERTScore and RadCliQ when available, length, duplicates."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rewards.clinical import TOP5_INDICES, corpus_f1, positives
+from rewards.labeler import label_reports
+from rewards.lexical import bleu2, bleu4, rouge_l
+from unirg.prompts.parser import parse_completion
+
+# Column order of metrics.csv and of the terminal table.
+METRIC_KEYS = ("n", "chexpert_micro_f1_14", "chexpert_macro_f1_14", "chexpert_micro_f1_5", "chexpert_macro_f1_5",
+               "bleu2", "bleu4", "rouge_l", "bertscore", "semb_score", "radgraph", "radcliq_v1", "mean_words",
+               "duplicate_rate")
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def duplicate_rate(reports: Sequence[str]) -> float:
+    """Share of reports identical (case and spacing aside) to another report of the set."""
+    normalized = [" ".join(r.lower().split()) for r in reports]
+    counts = Counter(normalized)
+    return sum(1 for r in normalized if counts[r] > 1) / len(reports) if reports else 0.0
+
+
+def score_reports(predictions: Sequence[str], references: Sequence[str],
+                  reference_labels: Sequence | None = None) -> dict[str, Any]:
+    """Every metric that can be computed here for paired predicted and reference report texts.
+
+    Model-based metrics (BERTScore, SembScore, RadGraph) are None unless their weights are available, and
+    RadCliQ-v1 is None unless all four of its inputs are.
+    """
+    hyp_labels = label_reports(predictions)
+    ref_labels = [known if known is not None else computed for known, computed in zip(
+        reference_labels or [None] * len(references), label_reports(references), strict=True)]
+    table: dict[str, Any] = {"n": len(predictions)}
+    for suffix, indices in (("14", None), ("5", TOP5_INDICES)):
+        f1 = corpus_f1([positives(h, indices=indices) for h in hyp_labels],
+                       [positives(r, indices=indices) for r in ref_labels])
+        table[f"chexpert_micro_f1_{suffix}"] = f1["micro"]
+        table[f"chexpert_macro_f1_{suffix}"] = f1["macro"]
+    table["bleu2"] = _mean(bleu2(predictions, references))
+    table["bleu4"] = _mean(bleu4(predictions, references))
+    table["rouge_l"] = _mean(rouge_l(predictions, references))
+    table["bertscore"] = None
+    table["semb_score"] = None
+    table["radgraph"] = None
+    table["radcliq_v1"] = None
+    table["mean_words"] = _mean([len(p.split()) for p in predictions])
+    table["duplicate_rate"] = duplicate_rate(predictions)
+    return table
+
+
+def evaluate_settings(completions: Sequence[str], reference_findings: Sequence[str],
+                      reference_impressions: Sequence[str], reference_labels: Sequence | None = None,
+                      ) -> dict[str, dict[str, Any]]:
+    """The table per ReXrank setting: `findings` (findings sections) and `findings_impression` (whole report)."""
+    parsed = [parse_completion(c) for c in completions]
+    full_refs = [" ".join(p for p in (f, i) if p) for f, i in zip(reference_findings, reference_impressions,
+                                                                  strict=True)]
+    settings = {"findings_impression": score_reports([p.report for p in parsed], full_refs, reference_labels)}
+    with_findings = [i for i, f in enumerate(reference_findings) if f.strip()]
+    if with_findings:
+        settings["findings"] = score_reports(
+            [parsed[i].findings or parsed[i].report for i in with_findings],
+            [reference_findings[i] for i in with_findings])
+    return settings
+
+
+def write_tables(settings: dict[str, dict[str, Any]], out_dir: Path) -> None:
+    """metrics.json and metrics.csv (one row per setting) in `out_dir`.
+
+    metrics.json holds the findings + impression metrics at the top level and every setting under `settings`.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {**settings.get("findings_impression", {}), "settings": settings}
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    with (out_dir / "metrics.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["setting", *METRIC_KEYS])
+        for name, table in settings.items():
+            writer.writerow([name, *("" if table.get(k) is None else table[k] for k in METRIC_KEYS)])
+
+
+def print_tables(settings: dict[str, dict[str, Any]], title: str = "unirg eval") -> None:
+    """The table in the terminal: one column per setting."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in settings:
+        table.add_column(name.replace("_", " + "), justify="right")
+    for key in METRIC_KEYS:
+        cells = []
+        for values in settings.values():
+            value = values.get(key)
+            cells.append("—" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value))
+        table.add_row(key, *cells)
+    Console().print(table)
