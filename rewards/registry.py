@@ -28,6 +28,12 @@ BUILTINS: dict[str, str] = {
     "duplicate_rate": "rewards.format:DuplicateRate",
     "semb_score": "rewards.chexbert.plugins:SembScore",
     "chexbert_f1": "rewards.chexbert.plugins:CheXbertF1",
+    "radgraph_f1": "rewards.radgraph.plugins:RadGraphF1",
+    "radgraph_simple": "rewards.radgraph.plugins:RadGraphSimple",
+    "radgraph_partial": "rewards.radgraph.plugins:RadGraphPartial",
+    "radgraph_complete": "rewards.radgraph.plugins:RadGraphComplete",
+    "ratescore": "rewards.ratescore:RaTEScoreReward",
+    "llm_errors": "rewards.llm_judge:LLMErrors",
 }
 
 

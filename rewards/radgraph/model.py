@@ -1,0 +1,200 @@
+"""RadGraph annotations from the `radgraph` package, with weights from a local path or the hub cache.
+
+The package (PyPI `radgraph`, the `radgraph` extra of unirg) holds the DyGIE++ model and its
+pre- and post-processing; unirg only finds the weights, never lets the package download, batches the
+reports, caches reference annotations per study, and computes the rewards itself (scores.py).
+
+A model archive (`radgraph.tar.gz`, `radgraph-xl.tar.gz`, `modern-radgraph-xl.tar.gz` in the hub
+repository StanfordAIMI/RRG_scorers) unpacks to `config.json`, `weights.th` and `vocabulary/`;
+`config.json` names the base encoder (a hub model id) that transformers loads from the hub cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rewards.chexbert.weights import RRG_SCORERS_REPO, WeightFile, hub_cached_file, require
+from rewards.radgraph.scores import RadGraphScores, radgraph_scores
+from unirg.errors import RewardError
+
+ARCHIVES = {"radgraph": "radgraph.tar.gz", "radgraph-xl": "radgraph-xl.tar.gz",
+            "modern-radgraph-xl": "modern-radgraph-xl.tar.gz"}
+INSTALL_HINT = "pip install 'unirg[radgraph]'   (the radgraph package, 0.1.18)"
+UNPACK_ROOT = Path(os.environ.get("UNIRG_CACHE", Path.home() / ".cache" / "unirg")) / "radgraph"
+
+
+def _check_model_type(model_type: str) -> None:
+    if model_type not in ARCHIVES:
+        raise RewardError(f"unknown RadGraph model_type {model_type!r}: use one of {', '.join(ARCHIVES)}")
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "weights.th").is_file()
+
+
+def _package_cache_dir(model_type: str) -> Path | None:
+    """Where the radgraph package itself unpacks a model (so earlier radgraph users need nothing new)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from appdirs import user_cache_dir
+    except ImportError:
+        return None
+    try:
+        return Path(user_cache_dir("radgraph")) / version("radgraph") / model_type
+    except PackageNotFoundError:
+        return None
+
+
+def model_files(model_type: str = "radgraph", model_path: str | os.PathLike | None = None) -> list[WeightFile]:
+    """The RadGraph model (archive or unpacked folder) and the base encoder its config.json names."""
+    _check_model_type(model_type)
+    archive = ARCHIVES[model_type]
+    how = (f"huggingface-cli download {RRG_SCORERS_REPO} {archive}   (or set options.model_path: "
+           f"/path/{archive} or its unpacked folder)")
+    what = f"RadGraph model {archive}"
+    if model_path:
+        path = Path(model_path).expanduser()
+        found = path if (path.is_file() or _is_model_dir(path)) else None
+        model = WeightFile(what, found, str(path), how)
+    else:
+        found = hub_cached_file((RRG_SCORERS_REPO,), archive)
+        package_dir = _package_cache_dir(model_type)
+        if found is None and package_dir is not None and _is_model_dir(package_dir):
+            found = package_dir
+        looked = f"the hub cache: {archive} of {RRG_SCORERS_REPO}"
+        model = WeightFile(what, found, looked + (f" and {package_dir}" if package_dir else ""), how)
+    files = [model]
+    unpacked = _unpacked_dir(model.path) if model.present else None
+    if unpacked is not None:
+        files.append(_encoder_file(unpacked))
+    return files
+
+
+def _encoder_file(model_dir: Path) -> WeightFile:
+    """The base encoder named in an unpacked model's config.json: a local folder or a hub-cache model."""
+    config = json.loads((model_dir / "config.json").read_text())
+    name = config["model"]["embedder"]["token_embedders"]["bert"]["model_name"]
+    what = f"RadGraph base encoder {name}"
+    how = f"huggingface-cli download {name}"
+    if Path(name).is_dir():
+        return WeightFile(what, Path(name), name, how)
+    return WeightFile(what, hub_cached_file((name,), "config.json"), f"the hub cache: {name}", how)
+
+
+def _unpacked_dir(model: Path) -> Path | None:
+    """The folder holding config.json and weights.th for `model` (a folder, or an archive already unpacked)."""
+    if model.is_dir():
+        return model
+    target = _unpack_target(model)
+    return target if _is_model_dir(target) else None
+
+
+def _unpack_target(archive: Path) -> Path:
+    # One folder per archive file (path, size, mtime), so a re-downloaded archive is unpacked again.
+    stat = archive.resolve().stat()
+    key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return UNPACK_ROOT / key / "model"
+
+
+def unpack(archive: Path) -> Path:
+    """Unpack a model archive once into unirg's cache and return the folder."""
+    target = _unpack_target(archive)
+    if not _is_model_dir(target):
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(target, filter="data")  # "data" refuses absolute paths and links out of target
+        if not _is_model_dir(target):
+            raise RewardError(f"{archive} is not a RadGraph model archive: no config.json and weights.th inside")
+    return target
+
+
+def _cache_dir_for(model_dir: Path, model_type: str) -> Path:
+    """A folder whose `<model_type>` entry is `model_dir`: the layout radgraph.RadGraph reads without downloading."""
+    if model_dir.name == model_type:
+        return model_dir.parent
+    link_root = UNPACK_ROOT / "links" / hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:16]
+    link_root.mkdir(parents=True, exist_ok=True)
+    link = link_root / model_type
+    if not link.exists():
+        link.symlink_to(model_dir.resolve(), target_is_directory=True)
+    return link_root
+
+
+def _device_index(device: str) -> int:
+    """radgraph's `cuda` argument: -1 for CPU, else the GPU index."""
+    if device == "cpu":
+        return -1
+    return int(device.split(":")[1]) if ":" in device else 0
+
+
+class RadGraphAnnotator:
+    """Annotates reports with one loaded RadGraph model (one copy per process or Ray actor)."""
+
+    def __init__(self, model_type: str = "radgraph", model_path: str | os.PathLike | None = None,
+                 device: str = "cpu") -> None:
+        files = model_files(model_type, model_path)
+        require(files, f"RadGraph ({model_type})")
+        try:
+            import radgraph
+        except ImportError:
+            raise RewardError(f"the RadGraph rewards need the radgraph package: {INSTALL_HINT}") from None
+        from rewards.radgraph.compat import patch_transformers_for_radgraph
+
+        patch_transformers_for_radgraph()
+        model = files[0].path
+        model_dir = model if model.is_dir() else unpack(model)
+        encoder = _encoder_file(model_dir)
+        require([encoder], f"RadGraph ({model_type})")
+        self.model_type = model_type
+        try:
+            self.model = radgraph.RadGraph(model_type=model_type, cuda=_device_index(str(device)),
+                                           model_cache_dir=str(_cache_dir_for(model_dir, model_type)))
+        except OSError as error:  # transformers could not load the base encoder offline
+            raise RewardError(f"RadGraph ({model_type}) could not load its base encoder: {error}. "
+                              f"Get it with: {encoder.how_to_get}") from None
+
+    def annotate(self, reports: Sequence[str]) -> list[dict[str, Any]]:
+        """One annotation per report; an empty report gets no entities without running the model."""
+        texts = [report.strip() for report in reports]
+        todo = [text for text in texts if text]
+        found = self.model(todo) if todo else {}
+        annotated = iter(found.get(str(index), {"entities": {}}) for index in range(len(todo)))
+        return [next(annotated) if text else {"text": "", "entities": {}} for text in texts]
+
+
+class RadGraphScorer:
+    """Scores hypotheses against references; each reference (one per study) is annotated once and cached."""
+
+    def __init__(self, annotator: RadGraphAnnotator, lowercase: bool = False, cache_size: int = 50_000) -> None:
+        self.annotator = annotator
+        self.lowercase = lowercase
+        self.cache_size = cache_size
+        # Keyed by the reference text: GRPO scores many completions of one study against the same report.
+        self._references: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def reference_annotations(self, references: Sequence[str]) -> list[dict[str, Any]]:
+        """Annotations of `references`, running the model only on those not cached yet."""
+        todo = list(dict.fromkeys(ref for ref in references if ref not in self._references))
+        for reference, annotation in zip(todo, self.annotator.annotate(todo), strict=True):
+            self._references[reference] = annotation
+        result = []
+        for reference in references:
+            self._references.move_to_end(reference)
+            result.append(self._references[reference])
+        while len(self._references) > self.cache_size:
+            self._references.popitem(last=False)
+        return result
+
+    def score(self, hypotheses: Sequence[str], references: Sequence[str]) -> list[RadGraphScores]:
+        """RadGraph scores of each hypothesis against its reference."""
+        refs = self.reference_annotations(references)
+        hyps = self.annotator.annotate(hypotheses)
+        return [radgraph_scores(h, r, lowercase=self.lowercase) for h, r in zip(hyps, refs, strict=True)]

@@ -1,0 +1,53 @@
+"""`unirg check --recipe R`: every weight file a recipe's rewards need, present or missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from unirg.cli import main
+from unirg.commands.check import missing_weights
+from unirg.recipe import load_recipe
+
+DEMO = Path(__file__).resolve().parents[3] / "recipes" / "demo.yaml"
+
+
+def _recipe(tmp_path: Path, rewards: list[dict]) -> Path:
+    tree = yaml.safe_load(DEMO.read_text())
+    tree["rewards"] = rewards
+    path = tmp_path / "weights.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def test_lists_present_and_missing_files(tiny_chexbert, tmp_path, capsys):
+    chexbert = {"checkpoint": str(tiny_chexbert["checkpoint"]), "bert_dir": str(tiny_chexbert["bert_dir"])}
+    recipe = _recipe(tmp_path, [
+        {"name": "bleu2", "weight": 0.0},
+        {"name": "semb_score", "weight": 0.253, "options": chexbert},
+        {"name": "radgraph_f1", "weight": 0.377, "options": {"model_path": str(tmp_path / "radgraph.tar.gz")}},
+    ])
+    assert main(["check", "--recipe", str(recipe)]) == 1
+    out = capsys.readouterr().out
+    assert "bleu2 (weight 0): no model weights" in out
+    assert f"ok       CheXbert checkpoint chexbert.pth: {tiny_chexbert['checkpoint']}" in out
+    assert "MISSING  RadGraph model radgraph.tar.gz" in out
+    assert "huggingface-cli download StanfordAIMI/RRG_scorers radgraph.tar.gz" in out
+    lines = missing_weights(load_recipe(recipe))
+    assert len(lines) == 1 and lines[0].startswith("radgraph_f1: RadGraph model radgraph.tar.gz")
+
+
+def test_all_present_exits_zero(tiny_chexbert, tmp_path, capsys):
+    chexbert = {"checkpoint": str(tiny_chexbert["checkpoint"]), "bert_dir": str(tiny_chexbert["bert_dir"])}
+    recipe = _recipe(tmp_path, [{"name": "chexbert_f1", "options": chexbert}])
+    assert main(["check", "--recipe", str(recipe)]) == 0
+    assert "all weights present" in capsys.readouterr().out
+
+
+def test_unknown_reward_is_reported_with_the_rest(tmp_path, capsys):
+    recipe = _recipe(tmp_path, [{"name": "sembscore"}, {"name": "bleu2"}])
+    assert main(["check", "--recipe", str(recipe)]) == 1
+    out = capsys.readouterr().out
+    assert "sembscore (weight 1): ERROR unknown reward 'sembscore'; did you mean 'semb_score'?" in out
+    assert "bleu2 (weight 1): no model weights" in out
