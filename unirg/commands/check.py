@@ -40,11 +40,21 @@ def missing_weights(recipe) -> list[str]:
     return lines
 
 
+def require_recipe_weights(recipe) -> None:
+    """Raise one RewardError listing every missing weight file of the recipe's rewards (call before any stage)."""
+    from unirg.errors import RewardError
+
+    missing = missing_weights(recipe)
+    if missing:
+        lines = "\n".join(f"  - {line}" for line in missing)
+        raise RewardError(f"recipe '{recipe.name}' needs model weights that are not on this machine:\n{lines}\n"
+                          "See docs/model_weights.md; `unirg check --recipe <recipe>` lists them again.")
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the weights table of the recipe; exit status 1 when a file is missing."""
-    from unirg.recipe import load_recipe
-
     from unirg.errors import RewardError
+    from unirg.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     missing = unknown = 0

