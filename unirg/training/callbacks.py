@@ -128,3 +128,41 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
     tmp.replace(path)
+
+
+class CompactProgressCallback(TrainerCallback):
+    """A progress bar showing the step and the total reward, instead of the Trainer's printed log dicts."""
+
+    def __init__(self, description: str):
+        self.description = description
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.description,
+                            dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs and "reward" in logs:
+            self.bar.set_postfix(reward=f"{float(logs['reward']):.3f}", refresh=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def use_compact_progress(trainer, description: str, show: bool) -> None:
+    """Swap the Trainer's progress and printer callbacks for one compact bar (or none)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    if show:
+        trainer.add_callback(CompactProgressCallback(description))

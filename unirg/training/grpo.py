@@ -13,6 +13,7 @@ from unirg.training.callbacks import (
     MetricsFileCallback,
     summarize,
     truncate_metrics,
+    use_compact_progress,
     use_tensorboard_dir,
 )
 from unirg.training.checkpoints import save_policy
@@ -46,7 +47,6 @@ def grpo_config(recipe: Recipe, run_dir: Path, reward_weights: list[float]):
         "reward_weights": reward_weights,
         "report_to": ["tensorboard"] if recipe.logging.tensorboard else [],
         "log_completions": recipe.logging.completions,
-        "disable_tqdm": not recipe.logging.progress,
         "push_to_hub": False,
     }
     if on_cpu:
@@ -86,6 +86,7 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
         callbacks=callbacks or [],
     )
     policy.config._name_or_path = model_path
+    use_compact_progress(trainer, "GRPO", recipe.logging.progress)
     if recipe.rollout.backend == "vllm_ray":
         from unirg.rollout.generation import install_ray_rollout
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from unirg.recipe import Recipe
-from unirg.training.callbacks import use_tensorboard_dir
+from unirg.training.callbacks import use_compact_progress, use_tensorboard_dir
 from unirg.training.checkpoints import save_policy
 
 
@@ -30,7 +30,6 @@ def sft_config(recipe: Recipe, out_dir: Path):
         "seed": recipe.seed,
         "logging_steps": recipe.logging.logging_steps,
         "report_to": ["tensorboard"] if recipe.logging.tensorboard else [],
-        "disable_tqdm": not recipe.logging.progress,
         "save_strategy": "no",
         "push_to_hub": False,
         # Whole reports are the target: truncating them would teach the policy to stop mid-sentence.
@@ -64,5 +63,6 @@ def run_sft(recipe: Recipe, run_dir: Path, splits, model_path: str) -> Path:
         processing_class=processor,
         peft_config=peft_config_for(recipe.model),
     )
+    use_compact_progress(trainer, "SFT", recipe.logging.progress)
     trainer.train()
     return save_policy(trainer.accelerator.unwrap_model(trainer.model), processor, final)
