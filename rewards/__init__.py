@@ -31,6 +31,7 @@ def build_reward_functions(entries: Sequence[Any]) -> tuple[list[Callable], list
         base = getattr(plugin, "name", "") or getattr(plugin, "__name__", "") or spec.rpartition(":")[2]
         used[base] = used.get(base, 0) + 1
         name = base if used[base] == 1 else f"{base}_{used[base]}"
-        functions.append(TRLReward(plugin, name))
+        functions.append(TRLReward(plugin, name, timeout_s=_field(entry, "timeout_s"),
+                                   max_consecutive_failures=_field(entry, "max_consecutive_failures", 3)))
         weights.append(float(_field(entry, "weight", 1.0)))
     return functions, weights

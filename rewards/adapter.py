@@ -5,11 +5,13 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from rewards.api import RewardOutput
+from unirg.errors import RewardError
 from unirg.prompts.parser import parse_completion
 
 logger = logging.getLogger(__name__)
@@ -36,9 +38,12 @@ def completion_text(completion: Any) -> str:
 class TRLReward:
     """A picklable TRL reward callable wrapping one plugin; `__name__` is the key in TRL's logs."""
 
-    def __init__(self, plugin: Any, name: str):
+    def __init__(self, plugin: Any, name: str, timeout_s: float | None = None, max_consecutive_failures: int = 3):
         self.plugin = plugin
         self.__name__ = name
+        self.timeout_s = timeout_s
+        self.max_consecutive_failures = max_consecutive_failures
+        self.consecutive_failures = 0
         self.score_fn: Callable = plugin.score if hasattr(plugin, "score") else plugin
         params = inspect.signature(self.score_fn).parameters
         self.accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -70,6 +75,37 @@ class TRLReward:
                             f"(available: {sorted(available)})")
         return {n: available[n] for n in self.wanted}
 
+    def _run(self, inputs: dict[str, Any]) -> Any:
+        if self.timeout_s is None:
+            return self.score_fn(**inputs)
+        # A daemon thread: a hung plugin is abandoned after the timeout instead of stalling training.
+        result: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                result["value"] = self.score_fn(**inputs)
+            except Exception as error:  # re-raised in the caller's thread
+                result["error"] = error
+
+        worker = threading.Thread(target=target, daemon=True, name=f"reward-{self.__name__}")
+        worker.start()
+        worker.join(self.timeout_s)
+        if worker.is_alive():
+            raise TimeoutError(f"no answer within {self.timeout_s} s")
+        if "error" in result:
+            raise result["error"]
+        return result["value"]
+
+    def _failed(self, error: Exception, count: int) -> None:
+        self.faults += count
+        self.consecutive_failures += 1
+        logger.warning("reward %s failed (%s: %s); its %d scores of this batch are missing",
+                       self.__name__, type(error).__name__, error, count)
+        if self.consecutive_failures >= self.max_consecutive_failures:
+            raise RewardError(
+                f"reward {self.__name__!r} failed on {self.consecutive_failures} calls in a row; last error: "
+                f"{type(error).__name__}: {error}. Fix the plugin or remove it from the recipe's rewards") from error
+
     def _clean(self, value: Any) -> float | None:
         """None for values TRL must not use: missing, non-numbers, NaN/inf, outside the declared range."""
         if value is None:
@@ -91,17 +127,20 @@ class TRLReward:
             self._setup_done = True
         self.calls += 1
         started = time.perf_counter()
-        output = self.score_fn(**self._inputs(completions, kwargs))
+        inputs = self._inputs(completions, kwargs)
         parts: dict[str, list] = {}
-        if isinstance(output, RewardOutput):
-            output, parts = output.scores, output.parts
-        output = list(output)
-        if len(output) != len(completions):
-            self.faults += len(completions)
-            logger.warning("reward %s returned %d scores for %d completions; marking them missing",
-                           self.__name__, len(output), len(completions))
+        try:
+            output = self._run(inputs)
+            if isinstance(output, RewardOutput):
+                output, parts = output.scores, output.parts
+            output = list(output)
+            if len(output) != len(completions):
+                raise ValueError(f"returned {len(output)} scores for {len(completions)} completions")
+        except Exception as error:  # a plugin's failure costs its scores for this batch, not the run
+            self._failed(error, len(completions))
             scores: list[float | None] = [None] * len(completions)
         else:
+            self.consecutive_failures = 0
             scores = [self._clean(v) for v in output]
         if log_metric is not None:
             log_metric(f"rewards/{self.__name__}/seconds", time.perf_counter() - started)

@@ -66,6 +66,10 @@ class RewardEntry(_Section):
     name: str = Field(..., description="Built-in name, entry point, 'pkg.mod:obj' or 'path/file.py:obj'.")
     weight: float = Field(1.0, description="Weight of this reward in the sum TRL optimises.")
     options: dict[str, Any] = Field(default_factory=dict, description="Keyword options of the plugin.")
+    timeout_s: float | None = Field(None, gt=0, description="Give up on a call after this long; its scores "
+                                    "are then missing for that batch (None: wait).")
+    max_consecutive_failures: int = Field(3, ge=1, description="Stop the run when the plugin fails this many "
+                                          "calls in a row.")
 
 
 class OutputConfig(_Section):
