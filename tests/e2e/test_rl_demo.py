@@ -88,3 +88,23 @@ def test_bad_override_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "did you mean 'num_generations'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_no_report_text_outside_the_data_folder(demo_run):
+    run_dir, result = demo_run
+    references = []
+    for manifest in (run_dir / "synthetic").rglob("manifest.jsonl"):
+        for line in manifest.read_text().splitlines():
+            study = json.loads(line)
+            references += [study["findings"], study["impression"]]
+    sentences = {s.strip() for text in references for s in text.split(". ") if len(s.strip()) > 25}
+    assert sentences
+    leaks = []
+    for path in run_dir.rglob("*"):
+        if not path.is_file() or "synthetic" in path.relative_to(run_dir).parts or path.suffix in (".safetensors",
+                                                                                                   ".png", ".bin", ".pt", ".pth"):
+            continue
+        text = path.read_text(errors="ignore")
+        leaks += [f"{path.relative_to(run_dir)}: {s[:40]}" for s in sentences if s in text]
+    leaks += [f"stdout: {s[:40]}" for s in sentences if s in result.stdout or s in result.stderr]
+    assert not leaks, leaks[:5]
