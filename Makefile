@@ -35,8 +35,10 @@ test: setup setup-vllm
 lint: setup
 	$(BIN)/ruff check unirg rewards tests examples
 
-bench: setup
-	$(BIN)/python benchmarks/run_all.py
+# Figures go to BENCHMARKS.md by hand, with the command and the machine; no test asserts a timing.
+bench: setup setup-vllm
+	$(BIN)/python benchmarks/bench_rewards.py
+	$(VLLM_BIN)/python benchmarks/bench_rollout.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache .hypothesis build *.egg-info
