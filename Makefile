@@ -38,6 +38,7 @@ lint: setup
 # Figures go to BENCHMARKS.md by hand, with the command and the machine; no test asserts a timing.
 bench: setup setup-vllm
 	$(BIN)/python benchmarks/bench_rewards.py
+	$(BIN)/python benchmarks/bench_resume.py
 	$(VLLM_BIN)/python benchmarks/bench_rollout.py
 
 clean:
