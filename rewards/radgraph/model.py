@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tarfile
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -72,7 +73,7 @@ def model_files(model_type: str = "radgraph", model_path: str | os.PathLike | No
         looked = f"the hub cache: {archive} of {RRG_SCORERS_REPO}"
         model = WeightFile(what, found, looked + (f" and {package_dir}" if package_dir else ""), how)
     files = [model]
-    unpacked = _unpacked_dir(model.path) if model.present else None
+    unpacked = _unpacked_dir(model.path, model_type) if model.present else None
     if unpacked is not None:
         files.append(_encoder_file(unpacked))
     return files
@@ -89,35 +90,48 @@ def _encoder_file(model_dir: Path) -> WeightFile:
     return WeightFile(what, hub_cached_file((name,), "config.json"), f"the hub cache: {name}", how)
 
 
-def _unpacked_dir(model: Path) -> Path | None:
+def _unpacked_dir(model: Path, model_type: str) -> Path | None:
     """The folder holding config.json and weights.th for `model` (a folder, or an archive already unpacked)."""
     if model.is_dir():
         return model
-    target = _unpack_target(model)
+    target = _unpack_target(model, model_type)
     return target if _is_model_dir(target) else None
 
 
-def _unpack_target(archive: Path) -> Path:
-    # One folder per archive file (path, size, mtime), so a re-downloaded archive is unpacked again.
+def _unpack_target(archive: Path, model_type: str) -> Path:
+    # One folder per archive file (path, size, mtime), so a re-downloaded archive is unpacked again; the
+    # last part is the model type because radgraph.RadGraph reads <model_cache_dir>/<model_type>/.
     stat = archive.resolve().stat()
     key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    return UNPACK_ROOT / key / "model"
+    return UNPACK_ROOT / key / model_type
 
 
-def unpack(archive: Path) -> Path:
+def unpack(archive: Path, model_type: str) -> Path:
     """Unpack a model archive once into unirg's cache and return the folder."""
-    target = _unpack_target(archive)
-    if not _is_model_dir(target):
-        target.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(target, filter="data")  # "data" refuses absolute paths and links out of target
-        if not _is_model_dir(target):
-            raise RewardError(f"{archive} is not a RadGraph model archive: no config.json and weights.th inside")
+    target = _unpack_target(archive, model_type)
+    if _is_model_dir(target):
+        return target
+    # Unpack beside the target and rename: several reward actors may start at once on one machine.
+    staging = target.with_name(f"{target.name}.unpacking-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(staging, filter="data")  # "data" refuses absolute paths and links out of the folder
+    if not _is_model_dir(staging):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RewardError(f"{archive} is not a RadGraph model archive: no config.json and weights.th inside")
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished first; its copy is identical
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
 def _cache_dir_for(model_dir: Path, model_type: str) -> Path:
-    """A folder whose `<model_type>` entry is `model_dir`: the layout radgraph.RadGraph reads without downloading."""
+    """A folder whose `<model_type>` entry is `model_dir`: the layout radgraph.RadGraph reads without downloading.
+
+    An unpacked archive already has that layout; a user's folder with another name gets a symlink.
+    """
     if model_dir.name == model_type:
         return model_dir.parent
     link_root = UNPACK_ROOT / "links" / hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:16]
@@ -150,7 +164,7 @@ class RadGraphAnnotator:
 
         patch_transformers_for_radgraph()
         model = files[0].path
-        model_dir = model if model.is_dir() else unpack(model)
+        model_dir = model if model.is_dir() else unpack(model, model_type)
         encoder = _encoder_file(model_dir)
         require([encoder], f"RadGraph ({model_type})")
         self.model_type = model_type

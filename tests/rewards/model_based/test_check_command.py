@@ -6,11 +6,27 @@ from pathlib import Path
 
 import yaml
 
-from unirg.cli import main
+from unirg.cli import COMMAND_MODULES
 from unirg.commands.check import missing_weights
+from unirg.commands.check import run as check
 from unirg.recipe import load_recipe
 
 DEMO = Path(__file__).resolve().parents[3] / "recipes" / "demo.yaml"
+
+
+def main(argv: list[str]) -> int:
+    """`unirg check …` without building the other subcommands' parsers."""
+    import argparse
+
+    from unirg.commands.check import register
+
+    parser = argparse.ArgumentParser(prog="unirg")
+    register(parser.add_subparsers(dest="command"))
+    return check(parser.parse_args(argv))
+
+
+def test_check_is_a_unirg_command():
+    assert "unirg.commands.check" in COMMAND_MODULES
 
 
 def _recipe(tmp_path: Path, rewards: list[dict]) -> Path:

@@ -64,7 +64,12 @@ def test_long_reports_truncate_to_512_tokens(chexbert):
     long_report = " ".join(["effusion"] * 2000)
     embeddings, classes = chexbert.encode([long_report, ""])
     assert embeddings.shape[0] == 2 and classes.shape == (2, 14)
-    assert len(chexbert.tokenizer(long_report, truncation=True, max_length=512)["input_ids"]) == 512
+    # The reference: [CLS] + word pieces + [SEP], and past 512 the first 511 ids then [SEP].
+    tokenizer = chexbert.tokenizer
+    reference = [tokenizer.cls_token_id, *tokenizer.convert_tokens_to_ids(tokenizer.tokenize(long_report)),
+                 tokenizer.sep_token_id]
+    reference = reference[:511] + [tokenizer.sep_token_id]
+    assert tokenizer(long_report, truncation=True, max_length=512)["input_ids"] == reference
 
 
 def test_cleaning_matches_reference():

@@ -140,3 +140,16 @@ def test_missing_api_key_variable_is_reported(monkeypatch):
     monkeypatch.delenv("UNIRG_NO_SUCH_KEY", raising=False)
     with pytest.raises(RewardError, match="UNIRG_NO_SUCH_KEY"):
         ChatClient("http://127.0.0.1:9/v1", model="judge", api_key_env="UNIRG_NO_SUCH_KEY")
+
+
+def test_llm_errors_plugin_through_the_adapter(judge_server):
+    import pickle
+
+    from rewards import build_reward_functions
+
+    functions, weights = build_reward_functions(
+        [{"name": "llm_errors", "weight": 0.5, "options": {"base_url": judge_server, "model": "judge-7b"}}])
+    reward = pickle.loads(pickle.dumps(functions[0]))  # what a Ray reward actor receives
+    scores = reward(["Findings: Right pneumothorax.", "Findings: No acute findings."],
+                    reference=["Left effusion.", "No acute findings."])
+    assert reward.__name__ == "llm_errors" and weights == [0.5] and scores == [0.25, 1.0]

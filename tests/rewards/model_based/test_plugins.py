@@ -82,7 +82,7 @@ def test_radgraph_rewards_share_one_annotator(tmp_path_factory, monkeypatch):
     functions, _ = build_reward_functions([{"name": n, "options": {"model_path": str(archive)}} for n in names])
     assert len({id(f.plugin.scorer) for f in functions}) == 1
     logged = {}
-    completions = ["Findings: mild pulmonary edema.", "Findings: ."]
+    completions = ["Findings: mild pulmonary edema.", ""]  # an empty completion scores 0 without the model
     for function in functions:
         scores = function(completions, reference=["mild pulmonary edema", "no effusion"],
                           log_metric=lambda key, value: logged.__setitem__(key, value))
