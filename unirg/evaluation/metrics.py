@@ -31,6 +31,24 @@ def duplicate_rate(reports: Sequence[str]) -> float:
     return sum(1 for r in normalized if counts[r] > 1) / len(reports) if reports else 0.0
 
 
+# Table column → reward plugin computing it per report; filled only when the plugin's weights are present.
+MODEL_METRICS = {"bertscore": "bertscore", "semb_score": "semb_score", "radgraph": "radgraph_f1"}
+
+
+def _model_metric(name: str, predictions: Sequence[str], references: Sequence[str]) -> list[float] | None:
+    """Per-report scores of a model-based reward, or None when its weights (or package) are not here."""
+    from rewards.registry import instantiate
+    from unirg.errors import UnirgError
+
+    try:
+        plugin = instantiate(name, {})
+        getattr(plugin, "setup", lambda: None)()
+        scores = plugin.score(reports=list(predictions), references=list(references))
+    except UnirgError:  # weights or package missing: the column stays empty, as the table says
+        return None
+    return [float(v) for v in getattr(scores, "scores", scores)]
+
+
 def score_reports(predictions: Sequence[str], references: Sequence[str],
                   reference_labels: Sequence | None = None) -> dict[str, Any]:
     """Every metric that can be computed here for paired predicted and reference report texts.
@@ -47,13 +65,20 @@ def score_reports(predictions: Sequence[str], references: Sequence[str],
                        [positives(r, indices=indices) for r in ref_labels])
         table[f"chexpert_micro_f1_{suffix}"] = f1["micro"]
         table[f"chexpert_macro_f1_{suffix}"] = f1["macro"]
-    table["bleu2"] = _mean(bleu2(predictions, references))
+    table["bleu2"] = _mean(bleu2(predictions, references))  # ReXrank: mean of per-report BLEU-2
     table["bleu4"] = _mean(bleu4(predictions, references))
     table["rouge_l"] = _mean(rouge_l(predictions, references))
-    table["bertscore"] = None
-    table["semb_score"] = None
-    table["radgraph"] = None
+    per_report_bleu2 = bleu2(predictions, references)
+    model_scores = {key: _model_metric(name, predictions, references) for key, name in MODEL_METRICS.items()}
+    for key, scores in model_scores.items():
+        table[key] = _mean(scores) if scores is not None else None
     table["radcliq_v1"] = None
+    if all(scores is not None for scores in model_scores.values()):
+        from rewards.radcliq import radcliq_v1
+
+        table["radcliq_v1"] = _mean([radcliq_v1(r, b, s, b2) for r, b, s, b2 in zip(
+            model_scores["radgraph"], model_scores["bertscore"], model_scores["semb_score"], per_report_bleu2,
+            strict=True)])
     table["mean_words"] = _mean([len(p.split()) for p in predictions])
     table["duplicate_rate"] = duplicate_rate(predictions)
     return table
