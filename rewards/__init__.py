@@ -7,8 +7,9 @@ from typing import Any
 
 from rewards.adapter import TRLReward
 from rewards.registry import PluginInfo, list_plugins
+from unirg.errors import RewardError
 
-__all__ = ["PluginInfo", "TRLReward", "build_reward_functions", "list_plugins"]
+__all__ = ["PluginInfo", "RewardError", "TRLReward", "build_reward_functions", "expand_presets", "list_plugins"]
 
 
 def _field(entry: Any, key: str, default: Any = None) -> Any:
@@ -25,8 +26,7 @@ def build_reward_functions(entries: Sequence[Any]) -> tuple[list[Callable], list
     functions: list[Callable] = []
     weights: list[float] = []
     used: dict[str, int] = {}
-    for entry in entries:
-        spec = _field(entry, "name")
+    for entry, spec in expand_presets(entries):
         plugin = instantiate(spec, dict(_field(entry, "options", {}) or {}))
         base = getattr(plugin, "name", "") or getattr(plugin, "__name__", "") or spec.rpartition(":")[2]
         used[base] = used.get(base, 0) + 1
@@ -35,3 +35,30 @@ def build_reward_functions(entries: Sequence[Any]) -> tuple[list[Callable], list
                                    max_consecutive_failures=_field(entry, "max_consecutive_failures", 3)))
         weights.append(float(_field(entry, "weight", 1.0)))
     return functions, weights
+
+
+def expand_presets(entries: Sequence[Any]) -> list[tuple[Any, str]]:
+    """(entry, plugin name) pairs with presets such as `unirg_step1` replaced by their weighted plugins.
+
+    A preset's weights are multiplied by the entry's weight. Every plugin of a preset must resolve, or
+    a RewardError names the preset and the missing plugin: a composite is never silently partial.
+    """
+    from rewards.registry import PRESETS, resolve
+
+    expanded: list[tuple[Any, str]] = []
+    for entry in entries:
+        spec = _field(entry, "name")
+        if spec not in PRESETS:
+            expanded.append((entry, spec))
+            continue
+        scale = float(_field(entry, "weight", 1.0))
+        for name, weight in PRESETS[spec]:
+            try:
+                resolve(name)
+            except RewardError as error:
+                raise RewardError(f"reward preset {spec!r} needs plugin {name!r}, which is not available: "
+                                  f"{error}") from None
+            expanded.append(({"name": name, "weight": weight * scale, "options": {},
+                              "timeout_s": _field(entry, "timeout_s"),
+                              "max_consecutive_failures": _field(entry, "max_consecutive_failures", 3)}, name))
+    return expanded

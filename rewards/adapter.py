@@ -8,6 +8,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from rewards.api import RewardOutput
@@ -15,6 +16,9 @@ from unirg.errors import RewardError
 from unirg.prompts.parser import parse_completion
 
 logger = logging.getLogger(__name__)
+
+# Every reward of a step parses the same completions: parse each text once (ParsedCompletion is frozen).
+_parse = lru_cache(maxsize=16_384)(parse_completion)
 
 # Keyword arguments TRL adds to every reward call; not dataset columns.
 _TRL_KWARGS = {"prompts", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
@@ -56,7 +60,7 @@ class TRLReward:
 
     def _inputs(self, completions: Sequence[Any], columns: dict[str, Any]) -> dict[str, Any]:
         texts = [completion_text(c) for c in completions]
-        parsed = [parse_completion(t) for t in texts]
+        parsed = [_parse(t) for t in texts]
         available = {
             "completions": texts,
             "parsed": parsed,

@@ -89,3 +89,25 @@ def consistency(reasoning: Sequence[str], reports: Sequence[str], **_) -> list[f
             continue
         scores.append(sample_f1(positives(label_report(thought)), positives(label_report(report))))
     return scores
+
+
+def corpus_chexpert_f1(hypothesis_labels: Sequence[Sequence[int | None]],
+                       reference_labels: Sequence[Sequence[int | None]],
+                       uncertain_as_positive: bool = True) -> dict[str, float]:
+    """Corpus CheXpert F1 for evaluation: `micro_14`, `macro_14`, `micro_5`, `macro_5`.
+
+    Inputs are 14-value label vectors (1, 0, -1, None) in OBSERVATIONS order, e.g. from `label_report`.
+    Matches sklearn's classification_report(zero_division=0) as f1chexbert/RadEval report it.
+    """
+    hyp = [positives(h, uncertain_as_positive) for h in hypothesis_labels]
+    ref = [positives(r, uncertain_as_positive) for r in reference_labels]
+    all14 = corpus_f1(hyp, ref)
+    top5 = corpus_f1([[h[i] for i in TOP5_INDICES] for h in hyp], [[r[i] for i in TOP5_INDICES] for r in ref])
+    return {"micro_14": all14["micro"], "macro_14": all14["macro"], "micro_5": top5["micro"], "macro_5": top5["macro"]}
+
+
+def corpus_chexpert_f1_from_text(hypotheses: Sequence[str], references: Sequence[str],
+                                 uncertain_as_positive: bool = True) -> dict[str, float]:
+    """`corpus_chexpert_f1` of report texts, labeled with the rule-based labeler."""
+    return corpus_chexpert_f1([label_report(h) for h in hypotheses], [label_report(r) for r in references],
+                              uncertain_as_positive)

@@ -15,42 +15,73 @@ from unirg.errors import RewardError
 
 ENTRY_POINT_GROUP = "unirg.rewards"
 
-# Built-ins as lazy "module:attr" strings, so listing them imports no model code.
-BUILTINS: dict[str, str] = {
-    "chexpert_f1": "rewards.clinical:CheXpertF1",
-    "consistency": "rewards.clinical:consistency",
-    "bleu2": "rewards.lexical:bleu2",
-    "bleu4": "rewards.lexical:bleu4",
-    "rouge_l": "rewards.lexical:rouge_l",
-    "format": "rewards.format:Format",
-    "length": "rewards.format:Length",
-    "repetition": "rewards.format:Repetition",
-    "duplicate_rate": "rewards.format:DuplicateRate",
-    "semb_score": "rewards.chexbert.plugins:SembScore",
-    "chexbert_f1": "rewards.chexbert.plugins:CheXbertF1",
-    "radgraph_f1": "rewards.radgraph.plugins:RadGraphF1",
-    "radgraph_simple": "rewards.radgraph.plugins:RadGraphSimple",
-    "radgraph_partial": "rewards.radgraph.plugins:RadGraphPartial",
-    "radgraph_complete": "rewards.radgraph.plugins:RadGraphComplete",
-    "ratescore": "rewards.ratescore:RaTEScoreReward",
-    "llm_errors": "rewards.llm_judge:LLMErrors",
-}
+INF = float("inf")
 
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """What `unirg` can say about a plugin without loading it."""
+    """What `unirg` can say about a plugin without importing it."""
 
     name: str
-    target: str
-    origin: str  # builtin or entry point
+    description: str
+    higher_is_better: bool = True
+    range: tuple[float, float] = (0.0, 1.0)
+    inputs: tuple[str, ...] = ("reports", "references")
+    target: str = ""  # lazy "module:attr"
+    origin: str = "builtin"  # or "entry point (<distribution>)"
+
+
+def _builtin(name: str, target: str, description: str, low: float = 0.0, high: float = 1.0,
+             inputs: tuple[str, ...] = ("reports", "references"), higher_is_better: bool = True) -> PluginInfo:
+    return PluginInfo(name, description, higher_is_better, (low, high), inputs, target)
+
+
+# Built-ins as lazy "module:attr" strings with their metadata, so listing them imports no model code.
+_BUILTIN_INFOS = (
+    _builtin("chexpert_f1", "rewards.clinical:CheXpertF1", "F1 of the rule-based CheXpert-14 labels vs the reference",
+             inputs=("reports", "references", "reference_labels")),
+    _builtin("consistency", "rewards.clinical:consistency",
+             "findings asserted in the <think> block agree with the report", inputs=("reasoning", "reports")),
+    _builtin("bleu2", "rewards.lexical:bleu2", "BLEU-2 exactly as ReXrank"),
+    _builtin("bleu4", "rewards.lexical:bleu4", "sentence BLEU-4, ReXrank tokenization, smoothing method 1"),
+    _builtin("rouge_l", "rewards.lexical:rouge_l", "ROUGE-L F1 (rouge-score, Porter stemming)"),
+    _builtin("format", "rewards.format:Format", "required sections (and <think> block) present, in order, non-empty",
+             inputs=("parsed", "sections")),
+    _builtin("length", "rewards.format:Length", "soft penalty outside a length range relative to the reference",
+             -1.0, 0.0),
+    _builtin("repetition", "rewards.format:Repetition", "penalty for repeated n-grams inside a report", -1.0, 0.0,
+             inputs=("reports",)),
+    _builtin("duplicate_rate", "rewards.format:DuplicateRate",
+             "monitor of identical reports in a batch; optional penalty", -1.0, 0.0, inputs=("reports",)),
+    _builtin("bertscore", "rewards.bertscore:BERTScore", "BERTScore F1 (ReXrank: distilroberta-base, layer 5, "
+             "rescaled); needs model weights", -INF, 1.0),
+    _builtin("neg_radcliq", "rewards.radcliq:NegativeRadCliQ", "-RadCliQ-v1 (or v0) from its four sub-scores",
+             -INF, INF, inputs=("radgraph", "bertscore", "semb_score", "bleu2")),
+    _builtin("semb_score", "rewards.chexbert.plugins:SembScore", "cosine of CheXbert embeddings; needs weights",
+             -1.0, 1.0),
+    _builtin("chexbert_f1", "rewards.chexbert.plugins:CheXbertF1", "F1 of CheXbert labels; needs weights"),
+    _builtin("radgraph_f1", "rewards.radgraph.plugins:RadGraphF1", "RadGraph entity/relation F1; needs weights"),
+    _builtin("radgraph_simple", "rewards.radgraph.plugins:RadGraphSimple", "RadGraph reward (simple)"),
+    _builtin("radgraph_partial", "rewards.radgraph.plugins:RadGraphPartial", "RadGraph reward (partial)"),
+    _builtin("radgraph_complete", "rewards.radgraph.plugins:RadGraphComplete", "RadGraph reward (complete)"),
+    _builtin("ratescore", "rewards.ratescore:RaTEScoreReward", "RaTEScore; needs the ratescore extra"),
+    _builtin("llm_errors", "rewards.llm_judge:LLMErrors", "1/(errors+1) from an LLM judge"),
+)
+BUILTINS: dict[str, str] = {info.name: info.target for info in _BUILTIN_INFOS}
+
+# Presets: one recipe name that expands to weighted entries.
+PRESETS: dict[str, tuple[tuple[str, float], ...]] = {
+    # UniRG step 1: the RadCliQ-v1 coefficients on BLEU-2 / BERTScore / SembScore / RadGraph-F1.
+    "unirg_step1": (("bleu2", 0.0), ("bertscore", 0.370), ("semb_score", 0.253), ("radgraph_f1", 0.377)),
+}
 
 
 def list_plugins() -> list[PluginInfo]:
-    """Every plugin known by name: built-ins, then installed entry points."""
-    infos = [PluginInfo(name, target, "builtin") for name, target in BUILTINS.items()]
+    """Every plugin known by name: built-ins, then installed entry points (not imported)."""
+    infos = list(_BUILTIN_INFOS)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        infos.append(PluginInfo(ep.name, ep.value, f"entry point ({ep.dist.name if ep.dist else '?'})"))
+        infos.append(PluginInfo(ep.name, "(entry point)", target=ep.value,
+                                origin=f"entry point ({ep.dist.name if ep.dist else '?'})"))
     return infos
 
 
@@ -97,7 +128,7 @@ def resolve(spec: str) -> Any:
         if target.endswith(".py") or "/" in target:
             return _load_file(spec)
         return _import_target(spec, spec)
-    known = [info.name for info in list_plugins()]
+    known = [info.name for info in list_plugins()] + list(PRESETS)
     close = difflib.get_close_matches(spec, known, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise RewardError(f"unknown reward {spec!r}{hint} Known: {', '.join(known)}; or give 'pkg.module:name' "

@@ -13,6 +13,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unirg.commands.model",
     "unirg.commands.eval",
     "unirg.commands.check",
+    "unirg.commands.data",
+    "unirg.commands.label",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from rewards.labeler.vocabulary import ATTRIBUTES, MENTIONS, OBSERVATIONS, OTHER_ABNORMALITIES
+from rewards.labeler.vocabulary import ATTRIBUTES, KEYWORDS, MENTIONS, OBSERVATIONS, OTHER_ABNORMALITIES
 
 Labels = tuple[int | None, ...]
 POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
@@ -47,9 +47,7 @@ _ATTRIBUTE_PATTERNS = {
     for name, (anatomy, big, normal, border) in ATTRIBUTES.items()
 }
 _OTHER = re.compile(r"\b(?:" + "|".join(OTHER_ABNORMALITIES) + r")")
-# Quick filter: sentences with none of these words cannot mention anything.
-_ANY_MENTION = re.compile("|".join(p.pattern for p in [*_MENTION_PATTERNS.values(),
-                                                        *(a[0] for a in _ATTRIBUTE_PATTERNS.values())]))
+_ANY_ANATOMY = re.compile("|".join(a[0].pattern for a in _ATTRIBUTE_PATTERNS.values()))
 
 
 def _clause_bounds(sentence: str, start: int, end: int) -> tuple[int, int]:
@@ -99,6 +97,38 @@ def _merge(current: int | None, new: int) -> int:
     return new if rank[new] > rank[current] else current
 
 
+@lru_cache(maxsize=100_000)
+def _label_sentence(sentence: str) -> tuple[tuple[tuple[str, int], ...], bool]:
+    """(observation, status) pairs of one lower-cased sentence and whether it states another abnormality.
+
+    Cached: report sentences are highly templated ("lungs are clear."), so most are seen before.
+    """
+    other_abnormality = False
+    for match in _OTHER.finditer(sentence):
+        left, right = _clause_bounds(sentence, match.start(), match.end())
+        if _status(sentence[left:match.start()], sentence[match.end():right]) != NEGATIVE:
+            other_abnormality = True
+            break
+    # Substring checks run in C and rule out most observations before any pattern runs.
+    candidates = [name for name, keys in KEYWORDS.items() if any(key in sentence for key in keys)]
+    if not candidates and not _ANY_ANATOMY.search(sentence):
+        return (), other_abnormality
+    found: dict[str, int] = {}
+    for name in candidates:
+        for match in _MENTION_PATTERNS[name].finditer(sentence):
+            left, right = _clause_bounds(sentence, match.start(), match.end())
+            status = _status(sentence[left:match.start()], sentence[match.end():right])
+            found[name] = _merge(found.get(name), status)
+    for name, patterns in _ATTRIBUTE_PATTERNS.items():
+        if found.get(name) == POSITIVE:
+            continue
+        for clause in _CLAUSE.split(sentence):
+            status = _attribute_status(clause, patterns)
+            if status is not None:
+                found[name] = _merge(found.get(name), status)
+    return tuple(found.items()), other_abnormality
+
+
 @lru_cache(maxsize=200_000)
 def label_report(text: str) -> Labels:
     """CheXpert-14 labels of one report: 1 positive, 0 negative, -1 uncertain, None not mentioned."""
@@ -106,26 +136,10 @@ def label_report(text: str) -> Labels:
     other_abnormality = False
     lowered = text.lower() if isinstance(text, str) else ""
     for sentence in _SENTENCE.split(lowered):
-        if not other_abnormality:
-            for match in _OTHER.finditer(sentence):
-                left, right = _clause_bounds(sentence, match.start(), match.end())
-                if _status(sentence[left:match.start()], sentence[match.end():right]) != NEGATIVE:
-                    other_abnormality = True
-                    break
-        if not _ANY_MENTION.search(sentence):
-            continue
-        for name, pattern in _MENTION_PATTERNS.items():
-            for match in pattern.finditer(sentence):
-                left, right = _clause_bounds(sentence, match.start(), match.end())
-                status = _status(sentence[left:match.start()], sentence[match.end():right])
-                found[name] = _merge(found.get(name), status)
-        for name, patterns in _ATTRIBUTE_PATTERNS.items():
-            if name in found and found[name] == POSITIVE:
-                continue
-            for clause in _CLAUSE.split(sentence):
-                status = _attribute_status(clause, patterns)
-                if status is not None:
-                    found[name] = _merge(found.get(name), status)
+        mentions, other = _label_sentence(sentence.strip())
+        other_abnormality = other_abnormality or other
+        for name, status in mentions:
+            found[name] = _merge(found.get(name), status)
     labels = [found.get(name) for name in OBSERVATIONS]
     # No Finding: nothing but support devices is positive or uncertain.
     pathology = [found.get(name) for name in OBSERVATIONS if name not in ("No Finding", "Support Devices")]

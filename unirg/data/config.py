@@ -32,6 +32,16 @@ class DataConfig(BaseModel):
     on_bad_row: Literal["fail", "skip"] = Field(
         "fail", description="fail: stop at the first bad row; skip: leave it out, count and list it.")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    image_root: str | None = Field(
+        None, description="Folder the source's image paths are relative to; default: the source's own "
+                          "folder (rexrank, rexgradient, manifest) or data.path (mimic_cxr, chexpert_plus, iu_xray).")
+    reports_path: str | None = Field(
+        None, description="mimic_cxr only: folder holding files/pXX/pXXXXXXXX/sXXXXXXXX.txt reports "
+                          "(default: data.path, then data.path/mimic-cxr-reports).")
+    check_images: bool = Field(True, description="Open every image while loading; bad ones become bad rows.")
+    min_image_side: int = Field(32, ge=1, description="Images with a shorter side are bad rows ('image too small').")
+    min_pixels: int | None = Field(None, ge=1, description="Upscale images with fewer pixels (width*height).")
+    max_pixels: int | None = Field(None, ge=1, description="Downscale images with more pixels (width*height).")
     options: dict[str, Any] = Field(default_factory=dict, description="Source-specific options.")
 
 

@@ -55,12 +55,23 @@ def read_manifest_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None,
             yield (number, row, "") if isinstance(row, dict) else (number, None, "not a JSON object")
 
 
-def check_image(path: Path) -> str:
+def check_image(path: Path, min_side: int = MIN_IMAGE_SIDE) -> str:
     """Empty string when the image opens and is big enough; else the reason it cannot be used."""
     if not path.is_file():
         return f"image not found: {path}"
     if path.stat().st_size == 0:
         return f"image file is empty: {path}"
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        from unirg.data.images import load_image
+        from unirg.errors import DataError
+
+        try:
+            width, height = load_image(path).size
+        except DataError as error:
+            return str(error).split(";")[0]
+        if min(width, height) < min_side:
+            return f"image too small ({width}x{height}, needs at least {min_side} px a side): {path}"
+        return ""
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -71,8 +82,8 @@ def check_image(path: Path) -> str:
         return f"unreadable image {path} ({type(error).__name__})"
     except Image.DecompressionBombError:
         return f"image too large: {path}"
-    if min(width, height) < MIN_IMAGE_SIDE:
-        return f"image too small ({width}x{height}, needs at least {MIN_IMAGE_SIDE} px a side): {path}"
+    if min(width, height) < min_side:
+        return f"image too small ({width}x{height}, needs at least {min_side} px a side): {path}"
     return ""
 
 
@@ -86,7 +97,7 @@ def _text_field(row: dict[str, Any], key: str) -> tuple[str, str]:
 
 
 def record_from_row(row: dict[str, Any], base: Path, file: str, number: int,
-                    check_images: bool = True) -> tuple[StudyRecord | None, str]:
+                    check_images: bool = True, min_side: int = MIN_IMAGE_SIDE) -> tuple[StudyRecord | None, str]:
     """Turn one manifest row into a StudyRecord, or say why it is bad."""
     study_id = str(row.get("study_id") or "").strip()
     if not study_id:
@@ -108,7 +119,7 @@ def record_from_row(row: dict[str, Any], base: Path, file: str, number: int,
     for i, relative in enumerate(paths):
         image_path = (base / str(relative)).resolve() if not Path(str(relative)).is_absolute() else Path(relative)
         if check_images:
-            problem = check_image(image_path)
+            problem = check_image(image_path, min_side)
             if problem:
                 return None, problem
         view = str(views[i]) if i < len(views) else "unknown"
@@ -127,14 +138,15 @@ def record_from_row(row: dict[str, Any], base: Path, file: str, number: int,
     ), ""
 
 
-def read_manifest(path: Path, check_images: bool = True) -> tuple[list[StudyRecord], list[BadRow]]:
+def read_manifest(path: Path, check_images: bool = True, min_side: int = MIN_IMAGE_SIDE,
+                  image_root: Path | None = None) -> tuple[list[StudyRecord], list[BadRow]]:
     """All good records of a manifest and every bad row with its reason; duplicate study ids are bad rows."""
     records, bad, seen = [], [], set()
-    base = path.parent
+    base = image_root or path.parent
     for number, row, problem in read_manifest_rows(path):
         record = None
         if row is not None:
-            record, problem = record_from_row(row, base, str(path), number, check_images)
+            record, problem = record_from_row(row, base, str(path), number, check_images, min_side)
         if record is not None and record.study_id in seen:
             record, problem = None, f"duplicate study_id {record.study_id!r}"
         if record is None:

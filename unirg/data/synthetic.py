@@ -12,6 +12,8 @@ from PIL import Image
 from unirg.data.records import CHEXPERT_OBSERVATIONS
 
 LABEL_INDEX = {name: i for i, name in enumerate(CHEXPERT_OBSERVATIONS)}
+# Part of the cache key of rendered studies: bump it when images, reports or labels change.
+GENERATOR_VERSION = 1
 
 # Finding → (CheXpert observation, prevalence). Prevalences are high so a few hundred studies hold enough
 # positives of each kind to learn from.

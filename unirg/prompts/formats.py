@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from unirg.data.records import CHEXPERT_OBSERVATIONS, StudyRecord
@@ -59,8 +60,16 @@ def build_prompt(record: StudyRecord, prompt_format: str, longitudinal: bool = F
     n_images = len(record.images)
     messages: list[dict[str, Any]] = []
     if system_prompt:
-        messages.append({"role": "system", "content": system_prompt})
-    if longitudinal and record.prior is not None:
+        # Longitudinal prompts use content blocks throughout (one Arrow type per column).
+        system_content: Any = [{"type": "text", "text": system_prompt}] if longitudinal else system_prompt
+        messages.append({"role": "system", "content": system_content})
+    if longitudinal and record.prior is None:
+        # Structured content for every row of a longitudinal dataset: one Arrow column cannot mix
+        # string and list content, and some studies have no prior.
+        content = [{"type": "image", "text": None} for _ in range(n_images)]
+        content.append({"type": "text", "text": text})
+        messages.append({"role": "user", "content": content})
+    elif longitudinal and record.prior is not None:
         # The prior image comes first, with its report, so "compared with the prior" has a referent.
         content = [{"type": "text", "text": "Prior study:"}, {"type": "image", "text": None},
                    {"type": "text", "text": f"Prior report: {record.prior.report}\nCurrent study:"}]
@@ -79,16 +88,64 @@ def reference_report(findings: str, impression: str) -> str:
     return f"{report}\nImpression: {impression.strip()}" if impression.strip() else report
 
 
+# Where each report sentence belongs in the anatomy walk; earlier regions win ("endotracheal tube"
+# is a device, "pleural effusion" is pleura, not lungs).
+_REGION_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("devices", ("tube", "catheter", "line ", "lines", "pacemaker", "device", "wire", "clip", "port")),
+    ("pleura", ("pleura", "effusion", "pneumothorax", "costophrenic")),
+    ("heart and mediastinum", ("heart", "cardi", "mediastin", "hilar", "hila", "aort")),
+    ("bones", ("osseous", "bone", "rib", "fracture", "spine", "skelet")),
+    ("airway", ("trachea", "airway", "bronch")),
+    ("lungs", ("lung", "lobe", "pulmonary", "consolidation", "opacit", "nodule", "atelecta", "edema",
+               "mass", "pneumonia", "airspace", "basilar", "basal", "interstitial")),
+)
+
+
+def _sentences(text: str) -> list[str]:
+    return [part.strip() for part in re.split(r"(?<=[.!?])\s+", text or "") if part.strip()]
+
+
+def _by_region(findings: str) -> dict[str, list[str]]:
+    regions: dict[str, list[str]] = {region: [] for region, _ in _ANATOMY}
+    for sentence in _sentences(findings):
+        lowered = sentence.lower()
+        for region, words in _REGION_WORDS:
+            if any(word in lowered for word in words):
+                regions[region].append(sentence.rstrip("."))
+                break
+    return regions
+
+
 def reasoning_block(labels: list[int | None] | None, findings: str, impression: str) -> str:
-    """A Med-R2 style <think> block built from the reference labels: perception, diagnosis, reflection."""
+    """A Med-R2 style <think> block: perception (anatomy walk, lungs by side), diagnosis, reflection.
+
+    Perception restates the reference's own sentences under the region they describe (so the block and
+    the report agree by construction); regions the report does not mention fall back to the labels.
+    """
     by_name = dict(zip(CHEXPERT_OBSERVATIONS, labels or [None] * len(CHEXPERT_OBSERVATIONS), strict=True))
-    perception = []
-    positives = []
+    regions = _by_region(findings)
+    perception, positives = [], []
     for region, observations in _ANATOMY:
         seen = [name.lower() for name in observations if by_name.get(name) == 1]
         uncertain = [name.lower() for name in observations if by_name.get(name) == -1]
-        positives += seen
-        if seen:
+        positives += [(name, region) for name in seen]
+        stated = regions[region]
+        if region == "lungs" and stated:
+            # Lungs by zone: the right and left lung, then what is bilateral or unsided.
+            sides = {"right lung": [], "left lung": [], "both lungs": []}
+            for sentence in stated:
+                lowered = sentence.lower()
+                side = ("right lung" if "right" in lowered and "left" not in lowered else
+                        "left lung" if "left" in lowered and "right" not in lowered else "both lungs")
+                sides[side].append(sentence)
+            if not sides["right lung"] and not sides["left lung"]:
+                statement = ", ".join(sides["both lungs"])
+            else:
+                statement = "; ".join(f"{side}: {', '.join(found) if found else 'clear'}"
+                                      for side, found in sides.items() if found or side != "both lungs")
+        elif stated:
+            statement = ", ".join(stated)
+        elif seen:
             statement = ", ".join(seen)
         elif uncertain:
             statement = "possible " + ", ".join(uncertain)
@@ -97,10 +154,15 @@ def reasoning_block(labels: list[int | None] | None, findings: str, impression: 
         else:
             statement = "normal"
         perception.append(f"{region}: {statement}")
-    diagnosis = ", ".join(positives) if positives else "no acute abnormality"
-    reflection = ("re-checked " + ", ".join(positives) + " against the image; consistent"
-                  if positives else "re-checked each region; no finding missed")
-    return (f"<think>\nPerception: {'; '.join(perception)}.\nDiagnosis: {diagnosis}.\n"
+    if positives:
+        diagnosis = ", ".join(name for name, _ in positives)
+    elif labels is None and impression.strip():
+        diagnosis = impression.strip().rstrip(".")  # real data: no labels, the impression is the diagnosis
+    else:
+        diagnosis = "no acute abnormality"
+    reflection = ("; ".join(f"{name} re-checked in the {region}, consistent" for name, region in positives)
+                  if positives else "re-checked each region, nothing missed")
+    return (f"<think>\nPerception: {'. '.join(perception)}.\nDiagnosis: {diagnosis}.\n"
             f"Reflection: {reflection}.\n</think>\n")
 
 

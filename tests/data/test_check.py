@@ -1,0 +1,85 @@
+"""Bad rows: `unirg data check` finds each kind; on_bad_row fail raises, skip lists them; nothing silent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from unirg.cli import main
+from unirg.data import load_splits
+from unirg.data.config import DataConfig, PromptConfig
+from unirg.data.manifest import read_manifest
+from unirg.errors import DataError
+
+EXPECTED = {
+    "missing": "image not found",
+    "broken": "unreadable image",
+    "empty": "both findings and impression are empty",
+    "nontext": "not text",
+    "small": "image too small",
+}
+
+
+def test_each_kind_of_bad_row_is_found(manifest_dir: Path) -> None:
+    records, bad = read_manifest(manifest_dir / "manifest.jsonl")
+    assert [record.study_id for record in records] == ["good"]
+    reasons = {row.study_id: row.reason for row in bad}
+    for study_id, reason in EXPECTED.items():
+        assert reason in reasons[study_id], (study_id, reasons[study_id])
+    assert {row.row for row in bad} == {2, 3, 4, 5, 6}
+    assert all(row.file.endswith("manifest.jsonl") for row in bad)
+
+
+def test_data_check_command_lists_every_bad_row(manifest_dir: Path, capsys) -> None:
+    status = main(["data", "check", "--manifest", str(manifest_dir / "manifest.jsonl")])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "train: 1 good, 5 bad" in out
+    for study_id, reason in EXPECTED.items():
+        assert f"(study {study_id}): " in out and reason in out
+
+
+def test_on_bad_row_fail_names_file_row_study_and_fix(manifest_dir: Path, tmp_path: Path) -> None:
+    data = DataConfig(source="manifest", path=str(manifest_dir / "manifest.jsonl"))
+    with pytest.raises(DataError) as error:
+        load_splits(data, PromptConfig(), tmp_path / "run")
+    message = str(error.value)
+    assert "manifest.jsonl, row 2 (study missing)" in message and "image not found" in message
+    assert "on_bad_row=skip" in message
+
+
+def test_on_bad_row_skip_counts_and_lists(manifest_dir: Path, tmp_path: Path) -> None:
+    data = DataConfig(source="manifest", path=str(manifest_dir / "manifest.jsonl"), on_bad_row="skip")
+    splits = load_splits(data, PromptConfig(), tmp_path / "run")
+    assert splits.train["study_id"] == ["good"]
+    assert len(splits.bad_rows) == 5
+    listed = [json.loads(line) for line in (tmp_path / "run" / "bad_rows.jsonl").read_text().splitlines()]
+    assert {row["study_id"] for row in listed} == set(EXPECTED)
+    assert set(listed[0]) == {"study_id", "file", "row", "reason"}
+
+
+def test_csv_manifest_and_duplicate_ids(tmp_path: Path) -> None:
+    from layouts import write_csv, write_png
+
+    write_png(tmp_path / "a.png")
+    write_png(tmp_path / "b.png")
+    write_csv(tmp_path / "m.csv", [
+        {"study_id": "s1", "images": "a.png|b.png", "findings": "Clear lungs.", "impression": "Normal.",
+         "indication": "Cough", "age": "61", "sex": "F"},
+        {"study_id": "s1", "images": "a.png", "findings": "Clear lungs.", "impression": "", "indication": "",
+         "age": "", "sex": ""},
+    ])
+    records, bad = read_manifest(tmp_path / "m.csv")
+    assert len(records) == 1 and len(records[0].images) == 2 and records[0].age == "61"
+    assert bad[0].row == 3 and "duplicate study_id" in bad[0].reason
+
+
+def test_data_check_with_a_recipe_and_overrides(manifest_dir: Path, capsys) -> None:
+    manifest = manifest_dir / "manifest.jsonl"
+    assert main(["data", "check", "--recipe", "demo", "data.source=manifest", f"data.path={manifest}"]) == 1
+    assert "train: 1 good, 5 bad" in capsys.readouterr().out
+    assert main(["data", "check", "--recipe", "demo", "data.synthetic.n_train=4",
+                 "data.synthetic.n_eval=2", "data.synthetic.size=48"]) == 0
+    assert "train: 4 good, 0 bad" in capsys.readouterr().out

@@ -1,0 +1,130 @@
+"""Each study source read from a fixture in its real on-disk layout, through load_splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from layouts import (
+    write_chexpert_plus,
+    write_iu_csv,
+    write_iu_r2gen,
+    write_mimic,
+    write_rexgradient,
+    write_rexrank,
+)
+
+from unirg.data import load_splits, read_splits
+from unirg.data.config import DataConfig, PromptConfig
+from unirg.data.sources.rexrank import parse_context
+from unirg.errors import DataError
+
+
+def test_rexrank(tmp_path: Path) -> None:
+    path = write_rexrank(tmp_path)
+    data = DataConfig(source="rexrank", path=str(path), on_bad_row="skip")
+    splits = load_splits(data, PromptConfig(), tmp_path / "run")
+    rows = {row["study_id"]: row for row in splits.train}
+    assert set(rows) == {"s1", "s2"}
+    assert len(rows["s1"]["images"]) == 2 and rows["s1"]["images"][0].mode == "RGB"
+    assert rows["s1"]["reference"] == "Findings: Mild cardiomegaly. No effusion.\nImpression: Cardiomegaly."
+    assert "Indication: Dyspnea" in rows["s1"]["prompt"][0]["content"] and "Age: 70" in rows["s1"]["prompt"][0]["content"]
+    assert rows["s2"]["sections"] == "findings" and rows["s2"]["reference"] == "Findings: Clear lungs."
+    assert [(bad.study_id, bad.row) for bad in splits.bad_rows] == [("s3", 3)]
+    with pytest.raises(DataError, match="s3"):
+        load_splits(data.model_copy(update={"on_bad_row": "fail"}), PromptConfig(), tmp_path / "run2")
+
+
+def test_rexrank_context() -> None:
+    assert parse_context("Age: 63. Gender: F. Indication: Chest pain. Comparison: ___.") == {
+        "age": "63", "sex": "F", "indication": "Chest pain", "comparison": "___"}
+    assert parse_context("Cough for two weeks") == {"indication": "Cough for two weeks"}
+
+
+def test_mimic_cxr(tmp_path: Path) -> None:
+    root = write_mimic(tmp_path / "mimic-cxr-jpg")
+    data = DataConfig(source="mimic_cxr", path=str(root), eval_split="validate", on_bad_row="skip")
+    splits = read_splits(data, tmp_path)
+    records = {record.study_id: record for record in splits["train"][0]}
+    assert set(records) == {"50000001", "51000002"}
+    first, second = records["50000001"], records["51000002"]
+    assert first.findings == "The lungs are clear without focal consolidation. No pleural effusion or pneumothorax."
+    assert first.impression == "No acute cardiopulmonary process."
+    assert first.indication.startswith("___F with cough") and first.prior is None
+    assert first.images[0].path.endswith("d1a.jpg") and first.images[0].view == "PA"
+    # One-section report; AP frontal ordered before the lateral; the earlier study is its prior.
+    assert second.findings == "" and second.impression.startswith("Interval improvement")
+    assert second.images[0].path.endswith("d2a.jpg")
+    assert second.prior is not None and second.prior.image.endswith("s50000001/d1a.jpg")
+    assert "No acute cardiopulmonary process" in second.prior.report
+    [bad] = splits["train"][1]
+    assert bad.study_id == "53000000" and "report not found" in bad.reason and bad.file.endswith("metadata.csv")
+    assert [record.study_id for record in splits["eval"][0]] == ["52000003"]
+
+
+def test_mimic_longitudinal_prompt(tmp_path: Path) -> None:
+    from trl.data_utils import prepare_multimodal_messages
+
+    root = write_mimic(tmp_path / "mimic")
+    data = DataConfig(source="mimic_cxr", path=str(root), on_bad_row="skip")
+    splits = load_splits(data, PromptConfig(longitudinal=True, system_prompt="You are a radiologist."),
+                         tmp_path / "run")
+    rows = {row["study_id"]: row for row in splits.train}
+    with_prior, without = rows["51000002"], rows["50000001"]
+    assert len(with_prior["images"]) == 3  # prior image, then the study's two images
+    content = with_prior["prompt"][1]["content"]
+    assert [block["type"] for block in content][:3] == ["text", "image", "text"]
+    assert "Prior report: Findings: The lungs are clear" in content[2]["text"]
+    for row in (with_prior, without):
+        messages = prepare_multimodal_messages(row["prompt"], row["images"])
+        filled = [block for block in messages[1]["content"] if block["type"] == "image"]
+        assert len(filled) == len(row["images"]) and all("image" in block for block in filled)
+
+
+def test_chexpert_plus(tmp_path: Path) -> None:
+    table = write_chexpert_plus(tmp_path / "chexpert-plus")
+    data = DataConfig(source="chexpert_plus", path=str(table.parent), eval_split="valid")
+    splits = load_splits(data, PromptConfig(), tmp_path / "run")
+    rows = {row["study_id"]: row for row in splits.train}
+    assert set(rows) == {"train/patient00001/study1", "train/patient00002/study1"}
+    first = rows["train/patient00001/study1"]
+    assert len(first["images"]) == 2 and "Indication: Fever." in first["prompt"][0]["content"]
+    assert "Sex: Female" in first["prompt"][0]["content"]
+    assert rows["train/patient00002/study1"]["reference"] == "Findings: \nImpression: Stable support devices."
+    assert splits.eval["study_id"] == ["valid/patient00003/study1"]
+
+
+def test_iu_xray_csv_release(tmp_path: Path) -> None:
+    root = write_iu_csv(tmp_path / "iu")
+    train = read_splits(DataConfig(source="iu_xray", path=str(root), eval_split="test"), tmp_path)
+    ids = [r.study_id for r in train["train"][0]] + [r.study_id for r in train["eval"][0]]
+    assert len(set(ids)) == len(ids) > 0
+    record = train["train"][0][0]
+    assert record.images[0].view == "Frontal" and len(record.images) == 2
+
+
+def test_iu_xray_r2gen(tmp_path: Path) -> None:
+    root = write_iu_r2gen(tmp_path / "iu_xray")
+    splits = load_splits(DataConfig(source="iu_xray", path=str(root), eval_split="val"), PromptConfig(),
+                         tmp_path / "run")
+    assert splits.train["study_id"] == ["CXR1_1_IM-0001", "CXR2_IM-0652"]
+    assert splits.train[0]["sections"] == "findings"
+    assert splits.train[0]["reference"] == "Findings: The cardiac silhouette is normal. No effusion."
+    assert splits.eval["study_id"] == ["CXR3_IM-1384"]
+
+
+def test_rexgradient(tmp_path: Path) -> None:
+    path = write_rexgradient(tmp_path / "rexgradient")
+    data = DataConfig(source="rexgradient", path=str(path), image_root=str(path.parent), eval_split="valid")
+    splits = load_splits(data, PromptConfig(format="reasoning"), tmp_path / "run")
+    assert splits.train["study_id"] == ["train-0", "train-1", "train-2"]
+    assert splits.train[0]["reference"] == "Findings: \nImpression: Right effusion."
+    assert "Age: 41Y" in splits.train[1]["prompt"][0]["content"]
+    assert splits.eval.num_rows == 2
+
+
+def test_unknown_source_and_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="available: synthetic, manifest, rexrank"):
+        read_splits(DataConfig(source="nope"), tmp_path)
+    with pytest.raises(DataError, match="docs/data/mimic_cxr.md"):
+        read_splits(DataConfig(source="mimic_cxr", path=str(tmp_path / "absent")), tmp_path)

@@ -1,0 +1,40 @@
+"""Turn a source's rows, written as manifest rows, into checked StudyRecords and bad rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from unirg.data.config import DataConfig
+from unirg.data.manifest import BadRow, record_from_row
+from unirg.data.records import StudyRecord
+
+
+def image_root(data: DataConfig, default: Path) -> Path:
+    """data.image_root when set, else the source's own default folder."""
+    return Path(data.image_root).expanduser() if data.image_root else default
+
+
+def records_from_rows(rows: Iterable[tuple[str, int, dict[str, Any]]], data: DataConfig,
+                      base: Path) -> tuple[list[StudyRecord], list[BadRow]]:
+    """Check each (file, row number, manifest-style row) like a manifest row; duplicates are bad rows.
+
+    Sources convert to the manifest's row shape so that every source gets the same checks
+    (missing or unreadable image, both sections empty, non-text report, image too small).
+    """
+    records, bad, seen = [], [], set()
+    for file, number, row in rows:
+        # A source may already know why a row is unusable (e.g. its report file is missing).
+        problem = row.get("_problem", "")
+        record = None
+        if not problem:
+            record, problem = record_from_row(row, base, file, number, data.check_images, data.min_image_side)
+        if record is not None and record.study_id in seen:
+            record, problem = None, f"duplicate study_id {record.study_id!r}"
+        if record is None:
+            bad.append(BadRow(str(row.get("study_id") or ""), file, number, problem))
+            continue
+        seen.add(record.study_id)
+        records.append(record)
+    return records, bad
