@@ -12,7 +12,7 @@ STAMP := $(VENV)/.unirg-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup setup-vllm rl test lint clean bench submit
+.PHONY: setup setup-vllm rl test lint clean bench submit fuzz
 
 setup: $(STAMP)
 
@@ -70,3 +70,7 @@ submit: setup
 		--runtime-env-json "$$($(BIN)/python -m unirg.orchestration runtime-env)" \
 		-- python -m unirg rl --recipe recipes/$(RECIPE).yaml $(ARGS)
 
+
+# Property tests with many more examples than CI runs (nightly-style).
+fuzz: setup
+	UNIRG_FUZZ_EXAMPLES=$${UNIRG_FUZZ_EXAMPLES:-5000} $(BIN)/python -m pytest -q tests/recipes/test_recipe_fuzz.py tests/rewards/test_parser.py tests/rewards/test_plugins.py -k "never or arbitrary or deterministic or overrides_load"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -9,6 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from unirg.prompts.parser import MAX_CHARS, ParsedCompletion, parse_completion
+
+# Examples per property test; `make fuzz` raises it for a nightly-style run.
+FUZZ_EXAMPLES = int(os.environ.get("UNIRG_FUZZ_EXAMPLES", "300"))
 
 
 def test_plain_format():
@@ -83,7 +87,7 @@ PIECES = st.sampled_from(["<think>", "</think>", "Findings:", "findings", "Impre
                           " ", "**", "#", ":", "no effusion.", "ü", "肺", "\x00", "<", ">", "/"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(text=st.one_of(st.text(max_size=400), st.lists(PIECES, max_size=60).map("".join)))
 def test_parser_never_raises(text):
     p = parse_completion(text)

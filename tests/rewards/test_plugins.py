@@ -4,6 +4,7 @@ BERTScore plumbing on a tiny local model, RadCliQ, the unirg_step1 preset, and p
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import subprocess
 import sys
@@ -19,6 +20,9 @@ from rewards.adapter import TRLReward
 from rewards.api import RewardOutput, RewardPlugin
 from rewards.registry import BUILTINS, ENTRY_POINT_GROUP, instantiate, resolve
 from unirg.errors import RewardError
+
+# Examples per property test; `make fuzz` raises it for a nightly-style run.
+FUZZ_EXAMPLES = int(os.environ.get("UNIRG_FUZZ_EXAMPLES", "300"))
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "custom_reward.py"
@@ -359,7 +363,7 @@ def _stack():
     return _STACK
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(completion=TEXT, reference=TEXT)
 def test_text_rewards_never_raise_and_stay_in_range(completion, reference):
     for function in _stack():
@@ -369,7 +373,7 @@ def test_text_rewards_never_raise_and_stay_in_range(completion, reference):
         assert function.faults == 0, function.__name__
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(text=TEXT)
 def test_labeler_is_deterministic(text):
     from rewards.labeler import label_report
