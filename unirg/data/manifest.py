@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,10 @@ from unirg.data.records import CHEXPERT_OBSERVATIONS, PriorStudy, StudyImage, St
 
 MIN_IMAGE_SIDE = 32
 MAX_IMAGE_PIXELS = 100_000_000
+# Longest report section kept (characters). Real sections are a few hundred; a megabyte is a broken export,
+# and scoring it would dominate a reward step.
+MAX_SECTION_CHARS = 20_000
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 @dataclass(frozen=True)
@@ -30,15 +35,23 @@ class BadRow:
         return f"{self.file}, row {self.row} (study {self.study_id or '?'}): {self.reason}"
 
 
+def not_utf8(row: dict[str, Any]) -> bool:
+    """True when a value read with errors='surrogateescape' held bytes that are not UTF-8."""
+    values = [v for value in row.values() for v in (value if isinstance(value, list) else [value])]
+    return any(isinstance(value, str) and _SURROGATE.search(value) for value in values)
+
+
 def read_manifest_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     """Yield (row number, row or None, reason) for each line of a JSONL or CSV manifest."""
     if path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8", errors="replace", newline="") as handle:
-            for number, row in enumerate(csv.DictReader(handle), start=2):
+        # surrogateescape keeps undecodable bytes visible (as lone surrogates) so the row is reported.
+        with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            reader = csv.DictReader(handle)
+            for row in reader:
                 images = row.get("images") or ""
                 row = dict(row)
                 row["images"] = [p for p in images.replace(";", "|").split("|") if p.strip()]
-                yield number, row, ""
+                yield reader.line_num, row, "not UTF-8 text" if not_utf8(row) else ""
         return
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -77,9 +90,15 @@ def check_image(path: Path, min_side: int = MIN_IMAGE_SIDE) -> str:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
                 return f"image too large ({width}x{height}): {path}"
-            image.verify()
+            image.verify()  # PNG: checks every chunk's CRC, so a truncated file fails here
+        if path.suffix.lower() in (".jpg", ".jpeg") or image.format == "JPEG":
+            # verify() does not decode JPEG data: decode at 1/8 scale (fast) so truncation shows.
+            with Image.open(path) as image:
+                image.draft("L", (max(1, width // 8), max(1, height // 8)))
+                image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        return f"unreadable image {path} ({type(error).__name__})"
+        truncated = "truncated" in str(error) or "broken PNG" in str(error)
+        return f"{'truncated' if truncated else 'unreadable'} image {path} ({type(error).__name__})"
     except Image.DecompressionBombError:
         return f"image too large: {path}"
     if min(width, height) < min_side:
@@ -93,6 +112,8 @@ def _text_field(row: dict[str, Any], key: str) -> tuple[str, str]:
         return "", ""
     if not isinstance(value, str):
         return "", f"'{key}' is not text ({type(value).__name__})"
+    if len(value) > MAX_SECTION_CHARS:
+        return "", f"'{key}' is too long ({len(value):,} characters; at most {MAX_SECTION_CHARS:,})"
     return value.strip(), ""
 
 
@@ -126,7 +147,16 @@ def record_from_row(row: dict[str, Any], base: Path, file: str, number: int,
         images.append(StudyImage(str(image_path), view=view, key=i == 0))
     prior = None
     if isinstance(row.get("prior"), dict) and row["prior"].get("image"):
-        prior = PriorStudy(image=str((base / row["prior"]["image"]).resolve()), report=str(row["prior"].get("report", "")))
+        prior_path = Path(str(row["prior"]["image"]))
+        prior_path = prior_path if prior_path.is_absolute() else (base / prior_path).resolve()
+        report = row["prior"].get("report", "")
+        if not isinstance(report, str):
+            return None, f"prior report is not text ({type(report).__name__})"
+        if check_images:
+            problem = check_image(prior_path, min_side)
+            if problem:
+                return None, f"prior {problem}"
+        prior = PriorStudy(image=str(prior_path), report=report.strip())
     labels = row.get("labels")
     if labels is not None and (not isinstance(labels, list) or len(labels) != len(CHEXPERT_OBSERVATIONS)):
         return None, f"'labels' must be a list of {len(CHEXPERT_OBSERVATIONS)} values (1, 0, -1 or null)"
@@ -145,7 +175,7 @@ def read_manifest(path: Path, check_images: bool = True, min_side: int = MIN_IMA
     base = image_root or path.parent
     for number, row, problem in read_manifest_rows(path):
         record = None
-        if row is not None:
+        if row is not None and not problem:
             record, problem = record_from_row(row, base, str(path), number, check_images, min_side)
         if record is not None and record.study_id in seen:
             record, problem = None, f"duplicate study_id {record.study_id!r}"
