@@ -12,7 +12,7 @@ from unirg.prompts.parser import ParsedCompletion
 class Format(RewardPlugin):
     """Required parts present, in order, non-empty.
 
-    Inputs: parsed completions, sections ("findings" or "findings_impression"; default both). Range
+    Inputs: parsed completions, sections ("findings", "impression" or "findings_impression"; default both). Range
     [0, 1]: the share of checks passed. Checks: findings header and text; impression header and text
     when the study has one; order; with `reasoning: true` also a closed, non-empty <think> block first.
     Example: "Findings: clear lungs." for a findings-only study → 1.0.
@@ -27,8 +27,11 @@ class Format(RewardPlugin):
               **_) -> RewardOutput:
         scores, reasoning_ok = [], []
         for i, p in enumerate(parsed):
-            wants_impression = sections is None or sections[i] == "findings_impression"
-            checks = [p.has_findings_header, bool(p.findings), p.section_order_ok]
+            wanted = sections[i] if sections is not None else "findings_impression"
+            wants_impression = wanted in ("findings_impression", "impression")
+            checks = [p.section_order_ok]
+            if wanted != "impression":
+                checks += [p.has_findings_header, bool(p.findings)]
             if wants_impression:
                 checks += [p.has_impression_header, bool(p.impression)]
             if self.reasoning:

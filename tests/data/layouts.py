@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from unirg.data.records import CHEXPERT_OBSERVATIONS
+
 
 def write_png(path: Path, size: int = 64, value: int = 120) -> str:
     """A small grayscale PNG; returns its path as a string."""
@@ -105,7 +107,15 @@ def write_mimic(root: Path) -> Path:
             splits.append({"dicom_id": dicom, "study_id": study, "subject_id": subject, "split": split})
         if report is not None:
             (folder / f"s{study}.txt").write_text(report)
+    # The earliest study's StudyTime written as MIMIC sometimes does ("1500.0" = 00:15:00).
+    metadata[0]["StudyTime"] = "1500.0"
     write_csv(root / "mimic-cxr-2.0.0-metadata.csv", metadata)
+    labels = {name: "" for name in CHEXPERT_OBSERVATIONS}
+    write_csv(root / "mimic-cxr-2.0.0-chexpert.csv", [
+        {"subject_id": "10000001", "study_id": "50000001", **labels, "No Finding": "1.0"},
+        {"subject_id": "10000001", "study_id": "51000002", **labels, "Lung Opacity": "1.0", "Pneumonia": "-1.0",
+         "Pleural Effusion": "0.0"},
+    ])
     write_csv(root / "mimic-cxr-2.0.0-split.csv", splits)
     return root
 
@@ -125,13 +135,21 @@ def write_chexpert_plus(root: Path) -> Path:
          {"section_impression": "Stable support devices."}),
         ("valid/patient00003/study1/view1_frontal.jpg", "Frontal", "PA", "valid",
          {"section_findings": "Normal heart size."}),
+        ("train/patient00001/study2/view1_frontal.jpg", "Frontal", "PA", "train",
+         {"section_findings": "Improving left basilar opacity.", "section_impression": "Resolving pneumonia."}),
+        ("train/patient00004/study1/view1_frontal.jpg", "Frontal", "PA", "train",
+         {"section_findings": "BAD_BYTES"}),
     ]
     for path, frontal_lateral, ap_pa, split, sections in entries:
         write_png(root / "PNG" / Path(path).with_suffix(".png"))
         rows.append({"path_to_image": path, "path_to_dcm": path.replace(".jpg", ".dcm"),
                      "frontal_lateral": frontal_lateral, "ap_pa": ap_pa, "deid_patient_id": path.split("/")[1],
-                     "patient_report_date_order": 1, "report": "", **base, **sections, "split": split})
-    return write_csv(root / "df_chexpert_plus_240401.csv", rows)
+                     "patient_report_date_order": 2 if "study2" in path else 1, "report": "", **base,
+                     **sections, "split": split})
+    table = write_csv(root / "df_chexpert_plus_240401.csv", rows)
+    # One report cell holds Latin-1 bytes, as a mis-exported CSV would.
+    table.write_bytes(table.read_bytes().replace(b"BAD_BYTES", b"Pleural \xe9panchement."))
+    return table
 
 
 def write_iu_csv(root: Path) -> Path:
@@ -179,10 +197,10 @@ def write_rexgradient(root: Path) -> Path:
             path = f"deid_png/{prefix}/study{i}/image0.png"
             write_png(root / path)
             rows["id"].append(f"{prefix}-{i}")
-            rows["PatientID"].append(f"pat{i}")
+            rows["PatientID"].append(f"{prefix}-pat{0 if i < 2 else i}")
             rows["PatientAge"].append(f"{40 + i}Y")
             rows["PatientSex"].append("M")
-            rows["StudyDate"].append("2020-01-01")
+            rows["StudyDate"].append(f"202{i}-01-01")
             rows["Indication"].append("Shortness of breath.")
             rows["Comparison"].append("")
             rows["Findings"].append("Small right effusion." if i else "")

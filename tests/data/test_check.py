@@ -19,6 +19,12 @@ EXPECTED = {
     "empty": "both findings and impression are empty",
     "nontext": "not text",
     "small": "image too small",
+    "zerobyte": "image file is empty",
+    "cutjpg": "truncated image",
+    "cutpng": "truncated image",
+    "good": "duplicate study_id",
+    "badprior": "prior image not found",
+    "": "not UTF-8 text",  # the line cannot be decoded, so its study id is unknown
 }
 
 
@@ -28,7 +34,8 @@ def test_each_kind_of_bad_row_is_found(manifest_dir: Path) -> None:
     reasons = {row.study_id: row.reason for row in bad}
     for study_id, reason in EXPECTED.items():
         assert reason in reasons[study_id], (study_id, reasons[study_id])
-    assert {row.row for row in bad} == {2, 3, 4, 5, 6}
+    assert len(bad) == len(EXPECTED)
+    assert {row.row for row in bad} == set(range(2, 13))
     assert all(row.file.endswith("manifest.jsonl") for row in bad)
 
 
@@ -36,9 +43,10 @@ def test_data_check_command_lists_every_bad_row(manifest_dir: Path, capsys) -> N
     status = main(["data", "check", "--manifest", str(manifest_dir / "manifest.jsonl")])
     out = capsys.readouterr().out
     assert status == 1
-    assert "train: 1 good, 5 bad" in out
+    assert f"train: 1 good, {len(EXPECTED)} bad" in out
     for study_id, reason in EXPECTED.items():
-        assert f"(study {study_id}): " in out and reason in out
+        assert f"(study {study_id or '?'}): " in out and reason in out
+    assert "manifest.jsonl, row 12 (study ?): not UTF-8 text" in out
 
 
 def test_on_bad_row_fail_names_file_row_study_and_fix(manifest_dir: Path, tmp_path: Path) -> None:
@@ -54,7 +62,7 @@ def test_on_bad_row_skip_counts_and_lists(manifest_dir: Path, tmp_path: Path) ->
     data = DataConfig(source="manifest", path=str(manifest_dir / "manifest.jsonl"), on_bad_row="skip")
     splits = load_splits(data, PromptConfig(), tmp_path / "run")
     assert splits.train["study_id"] == ["good"]
-    assert len(splits.bad_rows) == 5
+    assert len(splits.bad_rows) == len(EXPECTED)
     listed = [json.loads(line) for line in (tmp_path / "run" / "bad_rows.jsonl").read_text().splitlines()]
     assert {row["study_id"] for row in listed} == set(EXPECTED)
     assert set(listed[0]) == {"study_id", "file", "row", "reason"}
@@ -79,7 +87,18 @@ def test_csv_manifest_and_duplicate_ids(tmp_path: Path) -> None:
 def test_data_check_with_a_recipe_and_overrides(manifest_dir: Path, capsys) -> None:
     manifest = manifest_dir / "manifest.jsonl"
     assert main(["data", "check", "--recipe", "demo", "data.source=manifest", f"data.path={manifest}"]) == 1
-    assert "train: 1 good, 5 bad" in capsys.readouterr().out
+    assert f"train: 1 good, {len(EXPECTED)} bad" in capsys.readouterr().out
     assert main(["data", "check", "--recipe", "demo", "data.synthetic.n_train=4",
                  "data.synthetic.n_eval=2", "data.synthetic.size=48"]) == 0
     assert "train: 4 good, 0 bad" in capsys.readouterr().out
+
+
+def test_csv_manifest_row_that_is_not_utf8(tmp_path: Path) -> None:
+    from layouts import write_png
+
+    write_png(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_bytes(b"study_id,images,findings\ns1,a.png,Clear lungs.\n"
+                                     b"s2,a.png,Epanchement pleural \xe9.\n")
+    records, bad = read_manifest(tmp_path / "m.csv")
+    assert [record.study_id for record in records] == ["s1"]
+    assert [(row.study_id, row.row, row.reason) for row in bad] == [("s2", 3, "not UTF-8 text")]

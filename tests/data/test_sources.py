@@ -60,6 +60,9 @@ def test_mimic_cxr(tmp_path: Path) -> None:
     [bad] = splits["train"][1]
     assert bad.study_id == "53000000" and "report not found" in bad.reason and bad.file.endswith("metadata.csv")
     assert [record.study_id for record in splits["eval"][0]] == ["52000003"]
+    # Labels from mimic-cxr-2.0.0-chexpert.csv, in CHEXPERT_OBSERVATIONS order (blank → None).
+    assert first.labels[13] == 1 and first.labels[2] is None
+    assert second.labels[2] == 1 and second.labels[6] == -1 and second.labels[9] == 0 and second.labels[0] is None
 
 
 def test_mimic_longitudinal_prompt(tmp_path: Path) -> None:
@@ -83,15 +86,30 @@ def test_mimic_longitudinal_prompt(tmp_path: Path) -> None:
 
 def test_chexpert_plus(tmp_path: Path) -> None:
     table = write_chexpert_plus(tmp_path / "chexpert-plus")
-    data = DataConfig(source="chexpert_plus", path=str(table.parent), eval_split="valid")
+    data = DataConfig(source="chexpert_plus", path=str(table.parent), eval_split="valid", on_bad_row="skip")
     splits = load_splits(data, PromptConfig(), tmp_path / "run")
     rows = {row["study_id"]: row for row in splits.train}
-    assert set(rows) == {"train/patient00001/study1", "train/patient00002/study1"}
+    assert set(rows) == {"train/patient00001/study1", "train/patient00001/study2", "train/patient00002/study1"}
     first = rows["train/patient00001/study1"]
     assert len(first["images"]) == 2 and "Indication: Fever." in first["prompt"][0]["content"]
     assert "Sex: Female" in first["prompt"][0]["content"]
-    assert rows["train/patient00002/study1"]["reference"] == "Findings: \nImpression: Stable support devices."
+    # An impression-only study gets the impression template, so no findings are asked for or rewarded.
+    assert rows["train/patient00002/study1"]["reference"] == "Impression: Stable support devices."
+    assert rows["train/patient00002/study1"]["sections"] == "impression"
     assert splits.eval["study_id"] == ["valid/patient00003/study1"]
+    # The Latin-1 report cell is a bad row, not silently altered text.
+    [bad] = splits.bad_rows
+    assert bad.study_id == "train/patient00004/study1" and bad.reason == "not UTF-8 text" and bad.row == 7
+
+
+def test_chexpert_plus_prior_for_longitudinal_prompts(tmp_path: Path) -> None:
+    table = write_chexpert_plus(tmp_path / "chexpert-plus")
+    records = {r.study_id: r for r in read_splits(DataConfig(source="chexpert_plus", path=str(table)),
+                                                   tmp_path)["train"][0]}
+    later = records["train/patient00001/study2"]
+    assert later.prior is not None and later.prior.image.endswith("patient00001/study1/view1_frontal.png")
+    assert later.prior.report == "Findings: Left basilar opacity.\nImpression: Possible pneumonia."
+    assert records["train/patient00001/study1"].prior is None
 
 
 def test_iu_xray_csv_release(tmp_path: Path) -> None:
@@ -118,9 +136,13 @@ def test_rexgradient(tmp_path: Path) -> None:
     data = DataConfig(source="rexgradient", path=str(path), image_root=str(path.parent), eval_split="valid")
     splits = load_splits(data, PromptConfig(format="reasoning"), tmp_path / "run")
     assert splits.train["study_id"] == ["train-0", "train-1", "train-2"]
-    assert splits.train[0]["reference"] == "Findings: \nImpression: Right effusion."
+    assert splits.train[0]["reference"] == "Impression: Right effusion."
     assert "Age: 41Y" in splits.train[1]["prompt"][0]["content"]
     assert splits.eval.num_rows == 2
+    # train-1 is train-0's patient a year later: its prior; the images column starts with the prior image.
+    longitudinal = load_splits(data, PromptConfig(longitudinal=True), tmp_path / "run2").train
+    assert [len(images) for images in longitudinal["images"]] == [1, 2, 1]
+    assert "Prior report: Impression: Right effusion." in longitudinal[1]["prompt"][0]["content"][2]["text"]
 
 
 def test_unknown_source_and_missing_path(tmp_path: Path) -> None:

@@ -12,10 +12,12 @@ _TASK = {
     "findings_impression": "Write the findings and impression sections of the radiology report for this "
                            "chest X-ray.",
     "findings": "Write the findings section of the radiology report for this chest X-ray.",
+    "impression": "Write the impression section of the radiology report for this chest X-ray.",
 }
 _ANSWER_FORM = {
     "findings_impression": "Answer as:\nFindings: ...\nImpression: ...",
     "findings": "Answer as:\nFindings: ...",
+    "impression": "Answer as:\nImpression: ...",
 }
 _REASONING = ("First think inside <think> </think>: walk the anatomy (airway, lungs by zone, pleura, heart and "
               "mediastinum, bones, devices) saying what you see, give the diagnosis, then reflect: re-check each "
@@ -33,7 +35,10 @@ _ANATOMY: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def sections_of(findings: str, impression: str) -> str:
-    """Which template a study gets: both sections when it has an impression, else findings only."""
+    """Which template a study gets, from the reference sections it has (UniRG fixes it per study)."""
+    if not findings.strip():
+        # Common in MIMIC-CXR and CheXpert Plus: asking for findings would reward inventing them.
+        return "impression"
     return "findings_impression" if impression.strip() else "findings"
 
 
@@ -84,6 +89,8 @@ def build_prompt(record: StudyRecord, prompt_format: str, longitudinal: bool = F
 
 def reference_report(findings: str, impression: str) -> str:
     """The reference written in the completion format the prompts ask for."""
+    if not findings.strip():
+        return f"Impression: {impression.strip()}"
     report = f"Findings: {findings.strip()}"
     return f"{report}\nImpression: {impression.strip()}" if impression.strip() else report
 
