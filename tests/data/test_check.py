@@ -20,8 +20,8 @@ EXPECTED = {
     "nontext": "not text",
     "small": "image too small",
     "zerobyte": "image file is empty",
-    "cutjpg": "truncated image",
-    "cutpng": "truncated image",
+    "cutjpg": "(truncated file",
+    "cutpng": "(truncated file",
     "good": "duplicate study_id",
     "badprior": "prior image not found",
     "": "not UTF-8 text",  # the line cannot be decoded, so its study id is unknown
@@ -102,3 +102,15 @@ def test_csv_manifest_row_that_is_not_utf8(tmp_path: Path) -> None:
     records, bad = read_manifest(tmp_path / "m.csv")
     assert [record.study_id for record in records] == ["s1"]
     assert [(row.study_id, row.row, row.reason) for row in bad] == [("s2", 3, "not UTF-8 text")]
+
+
+def test_data_check_on_a_dataset_source_from_a_recipe(tmp_path: Path, capsys) -> None:
+    from layouts import write_mimic
+
+    root = write_mimic(tmp_path / "mimic-cxr-jpg")
+    status = main(["data", "check", "--recipe", "demo", "data.source=mimic_cxr", f"data.path={root}",
+                   "data.eval_split=validate"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "train: 2 good, 1 bad" in out and "eval: 1 good, 0 bad" in out
+    assert "mimic-cxr-2.0.0-metadata.csv, row 7 (study 53000000): report not found" in out

@@ -48,3 +48,24 @@ def test_completions_parse_back() -> None:
 def test_reasoning_without_labels_uses_the_impression() -> None:
     block = reasoning_block(None, "Lungs are clear. Normal heart size.", "No acute disease.")
     assert "Diagnosis: No acute disease." in block and "lungs: Lungs are clear" in block
+
+
+def test_impression_only_study_asks_for_the_impression_only() -> None:
+    record = StudyRecord("s2", (StudyImage("/x.png", "PA", True),), impression="No acute process.")
+    [message], _ = build_prompt(record, "unirg")
+    assert "Impression: ..." in message["content"] and "Findings" not in message["content"]
+    assert reference_report("", "No acute process.") == "Impression: No acute process."
+
+
+def test_longitudinal_prompt_without_a_prior_keeps_block_content() -> None:
+    from unirg.data.records import PriorStudy
+
+    [message], n_images = build_prompt(_record(), "unirg", longitudinal=True)
+    assert n_images == 1 and [block["type"] for block in message["content"]] == ["image", "text"]
+    with_prior = StudyRecord("s3", (StudyImage("/x.png", "PA", True),), findings=FINDINGS,
+                             prior=PriorStudy("/prior.png", "Findings: Clear lungs."))
+    [message], n_images = build_prompt(with_prior, "reasoning", longitudinal=True)
+    assert n_images == 2
+    assert [block["type"] for block in message["content"]] == ["text", "image", "text", "image", "text"]
+    assert "Prior report: Findings: Clear lungs." in message["content"][2]["text"]
+    assert "<think>" in message["content"][-1]["text"]

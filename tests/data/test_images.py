@@ -94,3 +94,13 @@ def test_dicom_and_16_bit_studies_reach_the_dataset_as_rgb_within_bounds(tmp_pat
         [image] = row["images"]
         assert image.mode == "RGB" and image.size == (40, 40)
         assert np.asarray(image)[0, 35, 0] == 255
+
+
+def test_dicom_without_pydicom_says_how_to_install(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    pixels = np.zeros((40, 40), dtype=np.uint16)
+    _write_dicom(tmp_path / "x.dcm", pixels, "MONOCHROME2")
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # import pydicom now raises ImportError
+    with pytest.raises(DataError, match="pip install pydicom"):
+        load_image(tmp_path / "x.dcm")

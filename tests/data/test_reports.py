@@ -15,6 +15,8 @@ from unirg.data.reports import split_sections
                                                                   "findings": "Left lower lobe opacity."}),
     ("Heart size normal. Lungs clear.", {"findings": "Heart size normal. Lungs clear."}),
     ("CONCLUSION: Stable.", {"impression": "Stable."}),
+    ("FINDINGS AND IMPRESSION: No acute process.\nNOTIFICATION: Discussed with the team.",
+     {"findings": "No acute process."}),
     ("", {}),
 ])
 def test_split_sections(report: str, expected: dict[str, str]) -> None:

@@ -150,3 +150,28 @@ def test_unknown_source_and_missing_path(tmp_path: Path) -> None:
         read_splits(DataConfig(source="nope"), tmp_path)
     with pytest.raises(DataError, match="docs/data/mimic_cxr.md"):
         read_splits(DataConfig(source="mimic_cxr", path=str(tmp_path / "absent")), tmp_path)
+
+
+def test_mimic_reports_elsewhere_and_undecodable_report(tmp_path: Path) -> None:
+    """Gzipped CSVs as PhysioNet ships them; reports from the separate mimic-cxr-reports download
+    (data.reports_path); a report that is not UTF-8 is a bad row."""
+    import gzip
+    import shutil
+
+    root = write_mimic(tmp_path / "jpg")
+    for table in root.glob("*.csv"):
+        (root / f"{table.name}.gz").write_bytes(gzip.compress(table.read_bytes()))
+        table.unlink()
+    reports = tmp_path / "mimic-cxr-reports"
+    for report in root.rglob("s*.txt"):
+        target = reports / report.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(report, target)
+    broken = reports / "files/p10/p10000001/s51000002.txt"
+    broken.write_bytes(b"IMPRESSION: \xe9panchement.")
+    data = DataConfig(source="mimic_cxr", path=str(root), reports_path=str(reports), on_bad_row="skip")
+    records, bad = read_splits(data, tmp_path)["train"]
+    assert [record.study_id for record in records] == ["50000001"]
+    reasons = {row.study_id: row.reason for row in bad}
+    assert reasons["51000002"].startswith("report is not UTF-8 text") and "report not found" in reasons["53000000"]
+    assert records[0].labels[13] == 1  # labels from mimic-cxr-2.0.0-chexpert.csv.gz

@@ -97,8 +97,8 @@ def check_image(path: Path, min_side: int = MIN_IMAGE_SIDE) -> str:
                 image.draft("L", (max(1, width // 8), max(1, height // 8)))
                 image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        truncated = "truncated" in str(error) or "broken PNG" in str(error)
-        return f"{'truncated' if truncated else 'unreadable'} image {path} ({type(error).__name__})"
+        kind = "truncated file, " if "truncated" in str(error).lower() else ""
+        return f"unreadable image {path} ({kind}{type(error).__name__})"
     except Image.DecompressionBombError:
         return f"image too large: {path}"
     if min(width, height) < min_side:

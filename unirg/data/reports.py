@@ -9,6 +9,8 @@ _HEADING = re.compile(r"^[ \t]*([A-Z][A-Z /&()-]{2,40}):", re.MULTILINE)
 # Headings that mean the same section in different hospitals' templates.
 _ALIASES = {
     "FINDINGS": "findings", "FINDING": "findings", "REPORT": "findings",
+    # Combined headings: the text describes the image, so it is the findings.
+    "FINDINGS AND IMPRESSION": "findings", "FINDINGS/IMPRESSION": "findings",
     "IMPRESSION": "impression", "IMPRESSIONS": "impression", "CONCLUSION": "impression",
     "INDICATION": "indication", "INDICATIONS": "indication", "HISTORY": "indication",
     "CLINICAL HISTORY": "indication", "REASON FOR EXAM": "indication", "CLINICAL INDICATION": "indication",

@@ -23,7 +23,9 @@ def read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) for each data row; the header is line 1."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+        # surrogateescape: bytes that are not UTF-8 survive as lone surrogates, and the row holding them
+        # becomes a bad row ("not UTF-8 text") in records_from_rows instead of silently altered text.
+        with opener(path, "rt", encoding="utf-8", errors="surrogateescape", newline="") as handle:
             reader = csv.DictReader(handle)
             for row in reader:
                 yield reader.line_num, row

@@ -9,15 +9,25 @@ from typing import Any
 
 from unirg.data.config import DataConfig
 from unirg.data.manifest import BadRow
-from unirg.data.records import StudyRecord
+from unirg.data.records import CHEXPERT_OBSERVATIONS, StudyRecord
 from unirg.data.reports import split_sections
 from unirg.data.sources import normalise_split, source_path
 from unirg.data.sources.common import image_root, records_from_rows
 from unirg.data.sources.csvfiles import find_file, read_csv
+from unirg.errors import DataError
 
 DOC = "docs/data/mimic_cxr.md"
 # Frontal views first: the report is mainly about the PA (or, in bed, AP) image.
 _VIEW_ORDER = {"PA": 0, "AP": 1, "LATERAL": 2, "LL": 3}
+
+
+def _timestamp(date: str, time: str) -> str:
+    """Sortable 'YYYYMMDDhhmmss': StudyTime is a float-like hhmmss ('1500.0' is 00:15:00)."""
+    try:
+        clock = f"{int(float(time)):06d}" if time.strip() else "000000"
+    except ValueError:
+        clock = "000000"
+    return f"{date.strip():0>8}{clock}"
 
 
 def _study_folder(subject: str, study: str) -> str:
@@ -34,6 +44,24 @@ def _report_path(data: DataConfig, root: Path, subject: str, study: str) -> Path
     return bases[0] / relative
 
 
+def _chexpert_labels(root: Path) -> dict[str, list[int | None]]:
+    """study_id → CheXpert-14 labels from mimic-cxr-2.0.0-chexpert.csv when present (1, 0, -1, None)."""
+    try:
+        table = find_file(root, ("mimic-cxr-2.0.0-chexpert.csv",), "CheXpert labels CSV", DOC)
+    except DataError:
+        return {}
+    labels = {}
+    for _, row in read_csv(table):
+        values: list[int | None] = []
+        for name in CHEXPERT_OBSERVATIONS:
+            try:
+                values.append(int(float(row[name])) if (row.get(name) or "").strip() else None)
+            except ValueError:
+                values.append(None)
+        labels[row.get("study_id", "")] = values
+    return labels
+
+
 def read_split(data: DataConfig, split: str) -> tuple[list[StudyRecord], list[BadRow]]:
     """Studies of one official split (train, validate, test), key frontal image first, priors attached."""
     root = source_path(data)
@@ -46,10 +74,11 @@ def read_split(data: DataConfig, split: str) -> tuple[list[StudyRecord], list[Ba
     for line, row in read_csv(metadata):
         study = studies[row["study_id"]]
         study["subject"] = row["subject_id"]
-        study["date"] = f"{row.get('StudyDate', '')}{row.get('StudyTime', '').zfill(6)}"
+        study["date"] = _timestamp(row.get("StudyDate", ""), row.get("StudyTime", ""))
         study["split"] = split_of.get(row["dicom_id"], "")
         study["images"].append((row["dicom_id"], (row.get("ViewPosition") or "").upper(), line))
     base = image_root(data, root)
+    labels = _chexpert_labels(root)
     # Priors: the same patient's previous study by date (MIMIC splits by patient, so it is in the same split).
     by_subject: dict[str, list[str]] = defaultdict(list)
     for study_id, study in studies.items():
@@ -88,6 +117,8 @@ def read_split(data: DataConfig, split: str) -> tuple[list[StudyRecord], list[Ba
         }
         if problem:
             row["_problem"] = problem
+        if study_id in labels:
+            row["labels"] = labels[study_id]
         prior_id = prior_of.get(study_id)
         if prior_id:
             prior_sections, prior_problem = report(prior_id)

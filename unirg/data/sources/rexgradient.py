@@ -9,7 +9,7 @@ from unirg.data.config import DataConfig
 from unirg.data.manifest import BadRow
 from unirg.data.records import StudyRecord
 from unirg.data.sources import normalise_split, source_path
-from unirg.data.sources.common import image_root, records_from_rows
+from unirg.data.sources.common import attach_priors, image_root, records_from_rows
 from unirg.errors import DataError
 
 DOC = "docs/data/rexgradient.md"
@@ -49,16 +49,21 @@ def read_split(data: DataConfig, split: str) -> tuple[list[StudyRecord], list[Ba
             raise DataError(f"{root}: no split {split!r}; it has {', '.join(sorted(dataset.keys()))}")
         dataset = dataset[splits[wanted]]
     base = image_root(data, root)
-    rows = []
+    rows, patient, order = [], {}, {}
     for i, row in enumerate(dataset, start=1):
+        study_id = _column(row, "id", "study_id", "StudyInstanceUid")
+        patient[str(study_id)] = str(_column(row, "PatientID", "patient_id") or "")
+        order[str(study_id)] = str(_column(row, "StudyDate", "study_date") or "")
         paths = _column(row, "ImagePath", "image_path", "images") or []
         paths = [paths] if isinstance(paths, str) else list(paths)
         views = _column(row, "ImageViewPosition", "views") or []
         rows.append((f"{root}[{splits.get(wanted, wanted)}]", i, {
-            "study_id": _column(row, "id", "study_id", "StudyInstanceUid"), "images": paths,
+            "study_id": study_id, "images": paths,
             "views": [views] if isinstance(views, str) else list(views),
             "findings": _column(row, "Findings", "findings"), "impression": _column(row, "Impression", "impression"),
             "indication": _column(row, "Indication", "indication"), "comparison": _column(row, "Comparison", "comparison"),
             "age": _column(row, "PatientAge", "age"), "sex": _column(row, "PatientSex", "sex"),
         }))
+    # Priors: the patient's previous study in this split, by StudyDate (for longitudinal prompts).
+    attach_priors([row for _, _, row in rows if isinstance(row["study_id"], str)], patient, order)
     return records_from_rows(rows, data, base)
