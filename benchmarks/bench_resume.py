@@ -70,13 +70,15 @@ def main() -> None:
             break
         time.sleep(0.2)
     before = logged_steps(run_dir)
+    # The resumed run restarts after its last complete checkpoint (save_steps=5); its first step is the next one.
+    checkpoint_step = max((int(p.name.split("-")[-1]) for p in (run_dir / "grpo").glob("checkpoint-*")
+                           if (p / "unirg_checkpoint_complete").is_file()), default=0)
     killed_at = time.perf_counter()
     process = start(run_dir, args.steps)
     resumed_after = None
     while process.poll() is None:
         steps = logged_steps(run_dir)
-        if resumed_after is None and len(steps) > 0 and steps[-1] > max(before[: -1] or [0]) \
-                and len(steps) != len(before):
+        if resumed_after is None and steps == list(range(1, checkpoint_step + 2)):
             resumed_after = time.perf_counter() - killed_at
         if steps:
             memory_at_step[steps[-1]] = max(memory_at_step.get(steps[-1], 0.0), rss_mib(process))
@@ -84,7 +86,8 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; steps {args.steps}, killed after step "
           f"{before[-1] if before else 0}; final steps logged once each: "
           f"{logged_steps(run_dir) == list(range(1, args.steps + 1))}")
-    print(f"kill → first resumed step logged: {resumed_after:.1f} s" if resumed_after else "no resumed step seen")
+    print(f"resumed from checkpoint-{checkpoint_step}; kill → step {checkpoint_step + 1} logged again: "
+          f"{resumed_after:.1f} s" if resumed_after else "no resumed step seen")
     print("| step | resident memory (MiB, trainer + children) |\n|---:|---:|")
     for step in sorted(memory_at_step):
         if step in (1, 2, 5) or step % 5 == 0:
