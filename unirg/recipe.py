@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -191,6 +192,21 @@ def resolve_recipe_path(recipe: str | Path) -> Path:
                       f"(shipped recipes: {', '.join(known)})")
 
 
+# YAML 1.1 (PyYAML) reads 1e-4 as a string: only 1.0e-4 is a float. Users write both.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _coerce_floats(node: Any) -> Any:
+    """Turn strings such as '1e-4' into floats throughout a raw recipe tree."""
+    if isinstance(node, dict):
+        return {key: _coerce_floats(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_coerce_floats(value) for value in node]
+    if isinstance(node, str) and _EXPONENT_FLOAT.fullmatch(node.strip()):
+        return float(node)
+    return node
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split `a.b.0.c=value` into its key path and a YAML-parsed value."""
     key, sep, raw = text.partition("=")
@@ -239,6 +255,7 @@ def load_recipe(recipe: str | Path, overrides: typing.Sequence[str] = ()) -> Rec
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(tree, keys, value, text)
+    tree = _coerce_floats(tree)
     try:
         return Recipe.model_validate(tree)
     except ValidationError as error:

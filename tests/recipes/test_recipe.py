@@ -124,3 +124,9 @@ def test_missing_local_model_folder_is_named(tmp_path):
     recipe = load_recipe(write(tmp_path, minimal()), [f"model.name_or_path={tmp_path}/nowhere"])
     with pytest.raises(RecipeError, match=r"model\.name_or_path: no model folder at .*nowhere"):
         resolve_model_path(recipe.model, tmp_path)
+
+
+def test_exponent_floats_without_a_dot(tmp_path):
+    tree = minimal() | {"grpo": {"beta": "1e-3"}}
+    recipe = load_recipe(write(tmp_path, tree), ["grpo.learning_rate=1e-4"])
+    assert recipe.grpo["learning_rate"] == 1e-4 and recipe.grpo["beta"] == 1e-3
