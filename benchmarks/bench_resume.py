@@ -10,7 +10,6 @@ command and measures the seconds until it logs its first new step. Prints a Mark
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import signal
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import psutil
+
+from unirg.training.callbacks import read_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,15 +34,7 @@ def start(run_dir: Path, steps: int) -> subprocess.Popen:
 
 
 def logged_steps(run_dir: Path) -> list[int]:
-    path = run_dir / "metrics.jsonl"
-    steps = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                steps.append(json.loads(line)["step"])
-            except (json.JSONDecodeError, KeyError):
-                pass
-    return steps
+    return [row["step"] for row in read_rows(run_dir / "metrics.jsonl") if "step" in row]
 
 
 def rss_mib(process: subprocess.Popen) -> float:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from unirg.training.callbacks import read_rows
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,16 +31,7 @@ def _start(run_dir: Path) -> subprocess.Popen:
 
 
 def _steps(run_dir: Path) -> list[int]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    steps = []
-    for line in path.read_text().splitlines():
-        try:
-            steps.append(json.loads(line)["step"])
-        except (json.JSONDecodeError, KeyError):
-            pass
-    return steps
+    return [row["step"] for row in read_rows(run_dir / "metrics.jsonl") if "step" in row]
 
 
 def _kill_when(process: subprocess.Popen, condition, timeout: float = 300) -> None:
