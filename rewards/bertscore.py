@@ -86,6 +86,19 @@ class BERTScore(RewardPlugin):
         self.device = device
         self._scorer = None
 
+    @staticmethod
+    def weight_files(model: str = REXRANK_MODEL, **_options) -> list:
+        """What `unirg check` lists (and what a run checks before any stage): the BERTScore model folder."""
+        from rewards.chexbert.weights import WeightFile
+
+        folder = Path(str(model)).expanduser()
+        found = folder if folder.is_dir() else _cached_snapshot(str(model))
+        hub_id = _HUB_IDS.get(str(model), (str(model),))[-1]
+        return [WeightFile(what=f"BERTScore model {model}", path=Path(found) if found else None,
+                           looked_in=f"a local folder, then the hub cache ({hub_id})",
+                           how_to_get=f"hf download {hub_id}   (or set options.model: a local folder, "
+                                      "with num_layers and baseline_path)")]
+
     def __getstate__(self) -> dict:
         # Ray ships the plugin to a reward actor without the model; setup() loads it there.
         state = dict(self.__dict__)

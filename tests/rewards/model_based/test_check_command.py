@@ -83,3 +83,12 @@ def test_require_recipe_weights_lists_every_missing_file(tmp_path):
     message = str(error.value)
     assert message.count("\n  - ") == 4  # chexbert.pth, config.json, vocab.txt, radgraph.tar.gz
     assert "semb_score: CheXbert checkpoint chexbert.pth" in message and "radgraph_f1: RadGraph model" in message
+
+
+def test_bertscore_model_is_listed_before_a_run(tmp_path):
+    from rewards.bertscore import BERTScore
+
+    (missing,) = BERTScore.weight_files(model="no-such-model-anywhere")
+    assert not missing.present and "hf download no-such-model-anywhere" in missing.describe()
+    (local,) = BERTScore.weight_files(model=str(tmp_path))
+    assert local.present and local.path == tmp_path
