@@ -65,10 +65,10 @@ def score_reports(predictions: Sequence[str], references: Sequence[str],
                        [positives(r, indices=indices) for r in ref_labels])
         table[f"chexpert_micro_f1_{suffix}"] = f1["micro"]
         table[f"chexpert_macro_f1_{suffix}"] = f1["macro"]
-    table["bleu2"] = _mean(bleu2(predictions, references))  # ReXrank: mean of per-report BLEU-2
+    per_report_bleu2 = bleu2(predictions, references)
+    table["bleu2"] = _mean(per_report_bleu2)  # ReXrank: mean of per-report BLEU-2
     table["bleu4"] = _mean(bleu4(predictions, references))
     table["rouge_l"] = _mean(rouge_l(predictions, references))
-    per_report_bleu2 = bleu2(predictions, references)
     model_scores = {key: _model_metric(name, predictions, references) for key, name in MODEL_METRICS.items()}
     for key, scores in model_scores.items():
         table[key] = _mean(scores) if scores is not None else None

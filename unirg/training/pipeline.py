@@ -17,7 +17,7 @@ REPORT_METRICS = ("chexpert_micro_f1_14", "chexpert_macro_f1_14", "chexpert_micr
 
 def run_pipeline(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
     """Run every stage the recipe asks for; each stage resumes from what an earlier run left."""
-    from unirg.commands.check import require_recipe_weights
+    from rewards.weight_check import require_recipe_weights
     from unirg.data import load_splits
     from unirg.models.loading import resolve_model_path
     from unirg.training.sft import run_sft
