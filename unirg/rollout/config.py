@@ -12,9 +12,11 @@ class RolloutConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["hf", "vllm_ray"] = Field(
-        "hf", description="hf: TRL's own HF generate in the trainer process (CPU fallback); "
-        "vllm_ray: vLLM engines hosted in Ray actors.")
+    backend: Literal["hf", "vllm_colocate", "vllm_ray"] = Field(
+        "hf", description="hf: TRL's own HF generate in the trainer process (the CPU default); "
+        "vllm_colocate: a vLLM engine inside each trainer process, sharing its device (the GPU default: "
+        "nothing to rendezvous, weights loaded in memory); vllm_ray: vLLM engines hosted in Ray actors "
+        "(CPU, or separate rollout GPUs).")
     num_workers: int = Field(1, ge=1, description="Number of rollout workers (vllm_ray).")
     max_new_tokens: int = Field(128, ge=1, description="Longest completion, in tokens.")
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of rollouts.")
@@ -37,6 +39,15 @@ class RolloutConfig(BaseModel):
         True, description="Skip CUDA-graph capture / torch.compile in vLLM: faster start-up, slower "
         "decoding. Turn off for long GPU runs.")
     seed: int = Field(0, description="Base seed of the engines; worker i uses seed + i.")
+
+    # --- colocated engine (vllm_colocate) ---
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="vllm_colocate on GPU: trainer processes (GPUs) that share one vLLM engine by "
+        "tensor parallelism; must divide the number of trainer processes. 1 on CPU.")
+    sleep_mode: bool = Field(
+        True, description="vllm_colocate on GPU: put the engine to sleep (weights and KV cache released) "
+        "while the trainer computes the loss and steps, so both fit on one GPU. Ignored on CPU, where vLLM "
+        "has no sleep mode. The engine's share while awake is rollout.gpu_memory_utilization.")
 
     # --- weight sync ---
     weight_sync: Literal["auto", "disk", "nccl"] = Field(

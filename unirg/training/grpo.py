@@ -91,6 +91,10 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
         from unirg.rollout.generation import install_ray_rollout
 
         install_ray_rollout(trainer, recipe.rollout, recipe.cluster)
+    if recipe.rollout.backend == "vllm_colocate":
+        from unirg.rollout.colocate import install_colocated_rollout
+
+        install_colocated_rollout(trainer, recipe.rollout)
     return trainer
 
 
