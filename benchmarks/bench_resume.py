@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from unirg.training.callbacks import read_rows
+from unirg.run_folder import read_rows
 
 REPO = Path(__file__).resolve().parents[1]
 

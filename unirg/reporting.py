@@ -16,6 +16,14 @@ def print_run_summary(result: Any, console: Console | None = None) -> None:
     """Print steps, each reward at the start and end of training, and where the outputs are."""
     console = console or Console()
     summary = result.summary
+    reused = getattr(result, "reused", [])
+    if "grpo" in reused:
+        redone = [] if all(f"evaluation {n}" in reused for n in summary.get("evaluation") or {}) else \
+            ["the held-out evaluation"]
+        console.print(f"[bold]run already complete[/bold]: reused {', '.join(reused)}"
+                      + (f"; redid {', '.join(redone)}" if redone else "; nothing was retrained or re-evaluated"))
+    elif reused:
+        console.print(f"reused finished stages: {', '.join(reused)}")
     table = Table(title=f"unirg rl: {summary.get('steps', 0)} GRPO steps")
     table.add_column("reward")
     table.add_column("first step", justify="right")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from unirg.training.callbacks import read_rows
+from unirg.run_folder import read_rows
 
 pytestmark = pytest.mark.slow
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+from unirg.run_folder import CHECKPOINT_COMPLETE as COMPLETE_MARKER
+from unirg.run_folder import last_checkpoint
 from unirg.training.callbacks import (
-    COMPLETE_MARKER,
     CheckpointCompleteCallback,
     MetricsFileCallback,
     summarize,
     truncate_metrics,
 )
-from unirg.training.grpo import last_checkpoint
 
 
 def test_half_written_checkpoint_is_never_picked(tmp_path):
@@ -41,7 +41,7 @@ def test_truncate_drops_rows_after_resume_point_and_torn_lines(tmp_path):
 def test_metrics_callback_writes_numbers_only_and_summarizes(tmp_path):
     path = tmp_path / "metrics.jsonl"
     callback = MetricsFileCallback(path)
-    state = SimpleNamespace(global_step=1)
+    state = SimpleNamespace(global_step=1, is_world_process_zero=True)
     callback.on_step_begin(None, state, None)
     callback.on_step_end(None, state, None)
     callback.on_log(None, state, None, logs={"loss": 0.5, "reward": 0.1, "rewards/format/mean": 0.2,
@@ -56,3 +56,10 @@ def test_metrics_callback_writes_numbers_only_and_summarizes(tmp_path):
     assert summary["steps"] == 2
     assert summary["reward"] == {"start": 0.1, "end": 0.3}
     assert summary["rewards"]["format"] == {"start": 0.2, "end": None}
+
+
+def test_metrics_callback_writes_nothing_on_other_ranks(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    callback = MetricsFileCallback(path)
+    callback.on_log(None, SimpleNamespace(global_step=1, is_world_process_zero=False), None, logs={"loss": 0.5})
+    assert not path.exists() and callback.rows == []

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from unirg.training.callbacks import read_rows
+from unirg.run_folder import METRICS_FILE, REPORT_DIR, folder_written_atomically, read_rows
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -67,19 +67,22 @@ def comparison_table(columns: dict[str, dict[str, Any]], metrics: Sequence[str])
 
 def write_report(run_dir: Path, summary: dict[str, Any], evaluations: dict[str, dict[str, Any]] | None = None,
                  metrics: Sequence[str] = ()) -> Path:
-    """Write `<run>/report/report.md` with the plots and, when given, the before/after evaluation table."""
-    report_dir = run_dir / "report"
-    plots = plot_metrics(read_rows(run_dir / "metrics.jsonl"), report_dir)
-    lines = [f"# Run report: {run_dir.name}", ""]
-    steps = summary.get("steps", 0)
-    total = summary.get("reward", {})
-    lines.append(f"{steps} GRPO steps; total reward {total.get('start')} at the first step, "
-                 f"{total.get('end')} at the last.")
-    if evaluations:
-        lines += ["", "## Held-out evaluation", "", comparison_table(evaluations, metrics)]
-    if plots:
-        lines += ["", "## Training curves", ""]
-        lines += [f"![{p.stem}]({p.name})" for p in plots]
-    path = report_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    """Write `<run>/report/report.md` with the plots and, when given, the before/after evaluation table.
+
+    The folder is replaced as a whole, so a kill mid-write leaves the previous report.
+    """
+    report_dir = run_dir / REPORT_DIR
+    with folder_written_atomically(report_dir) as scratch:
+        plots = plot_metrics(read_rows(run_dir / METRICS_FILE), scratch)
+        lines = [f"# Run report: {run_dir.name}", ""]
+        steps = summary.get("steps", 0)
+        total = summary.get("reward", {})
+        lines.append(f"{steps} GRPO steps; total reward {total.get('start')} at the first step, "
+                     f"{total.get('end')} at the last.")
+        if evaluations:
+            lines += ["", "## Held-out evaluation", "", comparison_table(evaluations, metrics)]
+        if plots:
+            lines += ["", "## Training curves", ""]
+            lines += [f"![{p.stem}]({p.name})" for p in plots]
+        (scratch / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return report_dir / "report.md"

@@ -10,6 +10,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from unirg.run_folder import mark_checkpoint_complete, read_rows, write_text_atomically
+
 # Keys copied from TRL's logs into metrics.jsonl (plus every rewards/<name>/... key).
 _KEPT_KEYS = ("loss", "reward", "reward_std", "kl", "entropy", "completions/mean_length", "learning_rate",
               "grad_norm", "frac_reward_zero_std")
@@ -36,7 +38,8 @@ class MetricsFileCallback(TrainerCallback):
         self._step_seconds = time.perf_counter() - self._step_started
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "train_runtime" in logs:
+        # Every rank logs the same (already gathered) numbers; rank 0 alone owns the run folder.
+        if not logs or "train_runtime" in logs or not state.is_world_process_zero:
             return
         row: dict[str, Any] = {"step": state.global_step}
         for key, value in logs.items():
@@ -48,18 +51,6 @@ class MetricsFileCallback(TrainerCallback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a metrics.jsonl file; a line torn by a kill is skipped."""
-    rows = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
 
 
 def _number(value: Any) -> float | None:
@@ -101,9 +92,6 @@ def use_tensorboard_dir(path: Path) -> None:
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(path)
 
 
-COMPLETE_MARKER = "unirg_checkpoint_complete"
-
-
 class CheckpointCompleteCallback(TrainerCallback):
     """Mark a checkpoint folder complete once the Trainer has written all of it.
 
@@ -115,9 +103,7 @@ class CheckpointCompleteCallback(TrainerCallback):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
-                marker = folder / f".{COMPLETE_MARKER}.tmp"
-                marker.write_text(str(state.global_step))
-                marker.replace(folder / COMPLETE_MARKER)
+                mark_checkpoint_complete(folder, state.global_step)
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
@@ -125,9 +111,7 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     if not path.is_file():
         return
     kept = [row for row in read_rows(path) if isinstance(row.get("step"), int) and row["step"] <= last_step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomically(path, "".join(json.dumps(row) + "\n" for row in kept))
 
 
 class CompactProgressCallback(TrainerCallback):

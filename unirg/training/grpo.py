@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trl import GRPOTrainer
+
+from unirg.distributed import barrier, is_main_process
 from unirg.recipe import Recipe
+from unirg.run_folder import (
+    FINAL_DIR,
+    METRICS_FILE,
+    checkpoint_step,
+    last_checkpoint,
+    model_identity,
+    read_rows,
+    stage_record,
+)
 from unirg.training.callbacks import (
-    COMPLETE_MARKER,
     CheckpointCompleteCallback,
     MetricsFileCallback,
     summarize,
@@ -16,7 +27,14 @@ from unirg.training.callbacks import (
     use_compact_progress,
     use_tensorboard_dir,
 )
-from unirg.training.checkpoints import save_policy
+from unirg.training.checkpoints import (
+    PolicyFromCheckpointMixin,
+    changed_settings,
+    loads_full_weights,
+    refuse_changed_stage,
+    save_trained_policy,
+    stage_settings,
+)
 
 
 @dataclass
@@ -27,6 +45,8 @@ class RunResult:
     final_model: Path
     summary: dict[str, Any]
     report: Path | None = None
+    # Stages this invocation found finished and reused instead of running, in order.
+    reused: list[str] = field(default_factory=list)
 
 
 def grpo_config(recipe: Recipe, run_dir: Path, reward_weights: list[float]):
@@ -56,15 +76,19 @@ def grpo_config(recipe: Recipe, run_dir: Path, reward_weights: list[float]):
     return GRPOConfig(**fields)
 
 
-def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str, callbacks: list | None = None):
-    """Load policy, processor and rewards, and return a ready trl.GRPOTrainer."""
-    from trl import GRPOTrainer
+def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str, callbacks: list | None = None,
+                  weights_from: Path | None = None):
+    """Load policy, processor and rewards, and return a ready trl.GRPOTrainer.
 
+    `weights_from` is a checkpoint to take the policy weights from (a resumed run); `model_path` stays
+    the run's start model, which TRL uses as the KL reference when `model.reference` is not set.
+    """
     from rewards import build_reward_functions
     from unirg.models.loading import load_policy, load_processor, peft_config_for, resolve_model_path
 
     processor = load_processor(model_path, trust_remote_code=recipe.model.trust_remote_code)
-    policy = load_policy(model_path, recipe.model)
+    policy = load_policy(str(weights_from or model_path), recipe.model)
+    policy.config._name_or_path = model_path
     if recipe.model.reference:
         # TRL builds the KL reference from the policy config's `_name_or_path`; pointing it at another
         # checkpoint is how UniRG step 2 measures KL against the best step-1 policy (TRL 1.16).
@@ -76,7 +100,7 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
 
         reward_funcs = wrap_ray_rewards(reward_funcs, recipe.cluster)
     use_tensorboard_dir(run_dir / "tensorboard")
-    trainer = GRPOTrainer(
+    trainer = ResumableGRPOTrainer(
         model=policy,
         reward_funcs=reward_funcs,
         args=grpo_config(recipe, run_dir, reward_weights),
@@ -86,6 +110,7 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
         callbacks=callbacks or [],
     )
     policy.config._name_or_path = model_path
+    trainer.policy_loaded_from = str(weights_from) if weights_from else None
     use_compact_progress(trainer, "GRPO", recipe.logging.progress)
     if recipe.rollout.backend == "vllm_ray":
         from unirg.rollout.generation import install_ray_rollout
@@ -98,33 +123,47 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
     return trainer
 
 
-def last_checkpoint(output_dir: Path) -> Path | None:
-    """The newest checkpoint folder marked complete; half-written ones are ignored."""
-    if not output_dir.is_dir():
-        return None
-    complete = [p for p in output_dir.glob("checkpoint-*")
-                if p.name.split("-")[-1].isdigit() and (p / COMPLETE_MARKER).is_file()]
-    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
-
-
-def _checkpoint_step(checkpoint: Path) -> int:
-    return int(checkpoint.name.split("-")[-1])
+class ResumableGRPOTrainer(PolicyFromCheckpointMixin, GRPOTrainer):
+    """trl.GRPOTrainer that resumes with the policy loaded by `from_pretrained` (see checkpoints.py)."""
 
 
 def run_grpo(recipe: Recipe, run_dir: Path, train_dataset, model_path: str) -> RunResult:
-    """Run GRPO from `model_path`, resuming from the run's last checkpoint when there is one."""
+    """Run GRPO from `model_path`, resuming from the run's last checkpoint when there is one.
+
+    A finished GRPO stage (`grpo/final` with its stage record) is reused as it is, unless the recipe
+    asks for more steps than it trained, in which case training continues from the last checkpoint.
+    """
     grpo_dir = run_dir / "grpo"
-    metrics_path = run_dir / "metrics.jsonl"
+    final = grpo_dir / FINAL_DIR
+    metrics_path = run_dir / METRICS_FILE
+    settings = stage_settings(recipe, "grpo", model_identity(model_path))
+    record = stage_record(final)
+    requested_steps = int(recipe.grpo.get("max_steps", -1))
+    if record is not None:
+        refuse_changed_stage("GRPO", final, changed_settings(record, settings, ignore=("grpo.max_steps",)))
+        if not 0 < record["global_step"] < requested_steps:
+            summary = summarize(read_rows(metrics_path), record["reward_names"])
+            return RunResult(run_dir=run_dir, final_model=final, summary=summary, reused=["grpo"])
+
     resume_from = last_checkpoint(grpo_dir)
-    truncate_metrics(metrics_path, _checkpoint_step(resume_from) if resume_from else 0)
+    if is_main_process():
+        truncate_metrics(metrics_path, checkpoint_step(resume_from) if resume_from else 0)
+    barrier()
     metrics = MetricsFileCallback(metrics_path)
+    weights_from = resume_from if resume_from is not None and loads_full_weights(resume_from) else None
     trainer = build_trainer(recipe, grpo_dir, train_dataset, model_path,
-                            callbacks=[metrics, CheckpointCompleteCallback()])
-    finished = resume_from is not None and 0 < trainer.args.max_steps <= _checkpoint_step(resume_from)
-    if not finished:
-        # transformers 5.23 runs one extra step when resumed from a checkpoint already at max_steps.
+                            callbacks=[metrics, CheckpointCompleteCallback()], weights_from=weights_from)
+    finished = resume_from is not None and 0 < trainer.args.max_steps <= checkpoint_step(resume_from)
+    if finished:
+        # transformers 5.23 runs one extra step when resumed from a checkpoint already at max_steps, so
+        # the last checkpoint is taken as it is (a kill came after it and before grpo/final was written).
+        if weights_from is None:
+            trainer._load_from_checkpoint(str(resume_from))
+        global_step = checkpoint_step(resume_from)
+    else:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    final = save_policy(trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class,
-                        grpo_dir / "final")
-    summary = summarize(metrics.rows, [f.__name__ for f in trainer.reward_funcs])
+        global_step = trainer.state.global_step
+    reward_names = [f.__name__ for f in trainer.reward_funcs]
+    save_trained_policy(trainer, final, "grpo", global_step, settings, reward_names=reward_names)
+    summary = summarize(read_rows(metrics_path), reward_names)
     return RunResult(run_dir=run_dir, final_model=final, summary=summary)

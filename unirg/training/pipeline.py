@@ -1,13 +1,30 @@
-"""The `unirg rl` pipeline: data, model, optional SFT warm start, GRPO, held-out evaluation, run summary."""
+"""The `unirg rl` pipeline: data, model, optional SFT warm start, GRPO, held-out evaluation, run summary.
+
+Every stage is idempotent: a finished stage (its final folder carries a stage record) is reused, a
+killed one resumes from its last complete checkpoint, an evaluation already made of the same weights is
+read back, and summary.json and report/ are replaced atomically. Running the same command again after a
+kill at any point ends with the same weights, metrics.jsonl and summary as a run never interrupted.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
+from unirg.distributed import barrier, is_main_process, main_process_first
 from unirg.evaluation.heldout import evaluate_dataset
 from unirg.evaluation.report import write_report
 from unirg.recipe import Recipe
+from unirg.run_folder import (
+    EVALUATION_DIR,
+    RECIPE_FILE,
+    SUMMARY_FILE,
+    model_identity,
+    read_json,
+    write_json_atomically,
+    write_text_atomically,
+)
+from unirg.training.checkpoints import check_finished_stages
 from unirg.training.grpo import RunResult, run_grpo
 
 # Rows of the before/after table in the run report and the terminal summary.
@@ -26,21 +43,50 @@ def run_pipeline(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
     require_recipe_weights(recipe)
 
     run_dir = Path(run_dir or recipe.run_dir())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
-    splits = load_splits(recipe.data, recipe.prompt, run_dir)
-    model_path = resolve_model_path(recipe.model, run_dir, corpus=list(splits.train["reference"]))
+    # A changed recipe must not replace the recipe.yaml of a run whose stages it would not match.
+    check_finished_stages(recipe, run_dir)
+    with main_process_first():
+        # Rank 0 renders data and builds the tiny model; the other ranks then read what it wrote.
+        if is_main_process():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomically(run_dir / RECIPE_FILE, recipe.to_yaml())
+        splits = load_splits(recipe.data, recipe.prompt, run_dir)
+        model_path = resolve_model_path(recipe.model, run_dir, corpus=list(splits.train["reference"]))
+    reused: list[str] = []
     if recipe.sft is not None:
-        model_path = str(run_sft(recipe, run_dir, splits, model_path))
+        sft_final, sft_reused = run_sft(recipe, run_dir, splits, model_path)
+        model_path = str(sft_final)
+        reused += ["sft"] if sft_reused else []
     result = run_grpo(recipe, run_dir, splits.train, model_path)
+    result.reused = reused + result.reused
     result.summary["run_dir"] = str(run_dir)
+    if not is_main_process():
+        barrier()
+        return result
     evaluations = None
     if splits.eval is not None and recipe.evaluate:
         evaluations = {}
         for name, path in (("before GRPO", model_path), ("after GRPO", str(result.final_model))):
-            table = evaluate_dataset(path, splits.eval, recipe)["findings_impression"]
-            evaluations[name] = {metric: table[metric] for metric in REPORT_METRICS}
+            table, cached = _evaluation(run_dir, name, path, splits.eval, recipe)
+            evaluations[name] = table
+            result.reused += [f"evaluation {name}"] if cached else []
         result.summary["evaluation"] = evaluations
     result.report = write_report(run_dir, result.summary, evaluations, REPORT_METRICS)
-    (run_dir / "summary.json").write_text(json.dumps(result.summary, indent=2), encoding="utf-8")
+    write_json_atomically(run_dir / SUMMARY_FILE, result.summary)
+    barrier()
     return result
+
+
+def _evaluation(run_dir: Path, name: str, model_path: str, dataset, recipe: Recipe) -> tuple[dict[str, Any], bool]:
+    """The held-out table of `model_path`, read back when these exact weights were already evaluated."""
+    path = run_dir / EVALUATION_DIR / (name.replace(" ", "_").lower() + ".json")
+    identity = model_identity(model_path)
+    # Greedy generation depends on the weights, the studies and the completion budget only.
+    key = {"model": identity, "n": len(dataset), "max_new_tokens": recipe.rollout.max_new_tokens}
+    saved = read_json(path)
+    if isinstance(saved, dict) and saved.get("key") == key:
+        return saved["table"], True
+    table = evaluate_dataset(model_path, dataset, recipe)["findings_impression"]
+    table = {metric: table[metric] for metric in REPORT_METRICS}
+    write_json_atomically(path, {"key": key, "table": table})
+    return table, False

@@ -5,9 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from trl import SFTTrainer
+
 from unirg.recipe import Recipe
-from unirg.training.callbacks import use_compact_progress, use_tensorboard_dir
-from unirg.training.checkpoints import save_policy
+from unirg.run_folder import FINAL_DIR, checkpoint_step, last_checkpoint, model_identity, stage_record
+from unirg.training.callbacks import CheckpointCompleteCallback, use_compact_progress, use_tensorboard_dir
+from unirg.training.checkpoints import (
+    PolicyFromCheckpointMixin,
+    changed_settings,
+    loads_full_weights,
+    refuse_changed_stage,
+    save_trained_policy,
+    stage_settings,
+)
+
+
+class ResumableSFTTrainer(PolicyFromCheckpointMixin, SFTTrainer):
+    """trl.SFTTrainer that resumes with the policy loaded by `from_pretrained` (see checkpoints.py)."""
 
 
 def sft_dataset(train, prompt_format: str):
@@ -30,7 +44,10 @@ def sft_config(recipe: Recipe, out_dir: Path):
         "seed": recipe.seed,
         "logging_steps": recipe.logging.logging_steps,
         "report_to": ["tensorboard"] if recipe.logging.tensorboard else [],
-        "save_strategy": "no",
+        # Checkpoints at the run's cadence, so a killed warm start resumes mid-run like GRPO.
+        "save_strategy": "steps",
+        "save_steps": recipe.output.save_steps,
+        "save_total_limit": recipe.output.save_total_limit,
         "push_to_hub": False,
         # Whole reports are the target: truncating them would teach the policy to stop mid-sentence.
         "max_length": None,
@@ -41,28 +58,40 @@ def sft_config(recipe: Recipe, out_dir: Path):
     return SFTConfig(**fields)
 
 
-def run_sft(recipe: Recipe, run_dir: Path, splits, model_path: str) -> Path:
-    """Fine-tune `model_path` on the training split; returns the folder of the SFT checkpoint.
+def run_sft(recipe: Recipe, run_dir: Path, splits, model_path: str) -> tuple[Path, bool]:
+    """Fine-tune `model_path` on the training split; returns the SFT checkpoint folder and whether it was reused.
 
-    The checkpoint is written to `<run>/sft/final`; when it is already there (a resumed run), SFT is skipped.
+    The checkpoint is written to `<run>/sft/final`. A finished SFT stage is reused as it is; a killed one
+    resumes from its last complete checkpoint in `<run>/sft/`.
     """
-    from trl import SFTTrainer
-
     from unirg.models.loading import load_policy, load_processor, peft_config_for
 
     out_dir = run_dir / "sft"
-    final = out_dir / "final"
-    if (final / "config.json").is_file():
-        return final
+    final = out_dir / FINAL_DIR
+    settings = stage_settings(recipe, "sft", model_identity(model_path))
+    record = stage_record(final)
+    if record is not None:
+        refuse_changed_stage("SFT", final, changed_settings(record, settings))
+        return final, True
+    resume_from = last_checkpoint(out_dir)
+    weights_from = resume_from if resume_from is not None and loads_full_weights(resume_from) else None
     processor = load_processor(model_path, trust_remote_code=recipe.model.trust_remote_code)
+    policy = load_policy(str(weights_from or model_path), recipe.model)
+    policy.config._name_or_path = model_path
     use_tensorboard_dir(out_dir / "tensorboard")
-    trainer = SFTTrainer(
-        model=load_policy(model_path, recipe.model),
+    trainer = ResumableSFTTrainer(
+        model=policy,
         args=sft_config(recipe, out_dir),
         train_dataset=sft_dataset(splits.train, recipe.prompt.format),
         processing_class=processor,
         peft_config=peft_config_for(recipe.model),
+        callbacks=[CheckpointCompleteCallback()],
     )
+    trainer.policy_loaded_from = str(weights_from) if weights_from else None
     use_compact_progress(trainer, "SFT", recipe.logging.progress)
-    trainer.train()
-    return save_policy(trainer.accelerator.unwrap_model(trainer.model), processor, final)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    global_step = trainer.state.global_step
+    if resume_from is not None and global_step < checkpoint_step(resume_from):
+        global_step = checkpoint_step(resume_from)
+    save_trained_policy(trainer, final, "sft", global_step, settings)
+    return final, False
