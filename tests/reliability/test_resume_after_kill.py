@@ -1,4 +1,5 @@
-"""A real `unirg rl` run killed with SIGKILL at several points resumes and logs every step exactly once."""
+"""A real `unirg rl` run killed with SIGKILL at several points resumes, logs every step exactly once and ends
+with the weights of an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from unirg.run_folder import read_rows
 
@@ -61,11 +64,23 @@ def test_killed_run_resumes_without_duplicated_or_skipped_steps(tmp_path):
     _kill_when(_start(run_dir), lambda: _checkpoint_being_written(run_dir) and len(_steps(run_dir)) >= 4)
     # 3: straight after start, while data and model load.
     _kill_when(_start(run_dir), lambda: True)
-    final = subprocess.run([sys.executable, "-m", "unirg", *ARGS, "--run-dir", str(run_dir)], cwd=REPO,
-                           env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=600)
-    assert final.returncode == 0, final.stderr[-3000:]
+    final = _finish(run_dir)
+    assert "missing keys" not in final.stderr.lower(), "checkpoint weights were not loaded on resume"
     assert first, "the first run logged no step before it was killed"
     assert _steps(run_dir) == list(range(1, MAX_STEPS + 1))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == MAX_STEPS
     assert (run_dir / "grpo" / f"checkpoint-{MAX_STEPS}" / "unirg_checkpoint_complete").is_file()
+    _finish(tmp_path / "uninterrupted")
+    resumed = load_file(run_dir / "grpo" / "final" / "model.safetensors")
+    uninterrupted = load_file(tmp_path / "uninterrupted" / "grpo" / "final" / "model.safetensors")
+    assert max((resumed[k] - uninterrupted[k]).abs().max().item() for k in uninterrupted) <= 1e-6
+    start = load_file(next(run_dir.glob("tiny-*/model.safetensors")))
+    assert not torch.equal(resumed["model.embed_tokens.weight"], start["model.embed_tokens.weight"])
+
+
+def _finish(run_dir: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "unirg", *ARGS, "--run-dir", str(run_dir)], cwd=REPO,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
