@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from unirg.errors import DataError
+
+# Folder that relative data paths of a recipe resolve against (default: the current directory).
+# A `ray job submit` runs in an uploaded copy of the code without data/; `make submit` sets this to the
+# submitting checkout so `data/...` paths still point at the data.
+DATA_DIR_ENV = "UNIRG_DATA_DIR"
+_PATH_FIELDS = ("path", "image_root", "reports_path")
 
 
 class SyntheticConfig(BaseModel):
@@ -54,3 +64,31 @@ class PromptConfig(BaseModel):
         "unirg", description="unirg: plain 'Findings: … Impression: …'; reasoning: a <think> block first.")
     longitudinal: bool = Field(False, description="Put the prior image and report in the prompt when present.")
     system_prompt: str | None = Field(None, description="Optional system message.")
+
+
+def resolve_data_paths(data: DataConfig, data_dir: str | None = None) -> DataConfig:
+    """`data` with its relative path fields made absolute: against `data_dir` (default $UNIRG_DATA_DIR), else the cwd.
+
+    Fails, naming the field, when a relative path does not exist there: in a submitted job the working
+    directory is an uploaded copy without data/, and the source's own "not found" would not say why.
+    """
+    data_dir = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
+    base = Path(data_dir).expanduser() if data_dir else Path.cwd()
+    if data_dir and not base.is_dir():
+        raise DataError(f"{DATA_DIR_ENV}={data_dir} is not a folder on this machine; point it at the folder "
+                        "relative data paths start from (the checkout that holds data/), or unset it.")
+    update: dict[str, str] = {}
+    for name in _PATH_FIELDS:
+        value = getattr(data, name)
+        if not value or Path(value).expanduser().is_absolute():
+            continue
+        resolved = (base / value).resolve()
+        if not resolved.exists():
+            where = f"{DATA_DIR_ENV}={data_dir}" if data_dir else f"the current directory {base} ({DATA_DIR_ENV} is unset)"
+            raise DataError(
+                f"data.{name}: {value!r} is relative and does not exist under {where}. A `ray job submit` runs "
+                f"in an uploaded copy of the code without data/: set {DATA_DIR_ENV} to the folder relative data "
+                "paths start from (`make submit` sets it to the checkout) or give an absolute path on storage "
+                "every node reads.")
+        update[name] = str(resolved)
+    return data.model_copy(update=update) if update else data

@@ -1,8 +1,11 @@
-"""Start or join Ray, place worker groups from the recipe's `cluster` section, and describe a `ray job submit`.
+"""Start or join Ray, size and place worker groups from the recipe's `cluster` section, describe a `ray job submit`.
 
 - `ensure_ray(cluster)`: join `RAY_ADDRESS` / `cluster.address`, or start a local instance bound to
   127.0.0.1 (dashboard, if any, on loopback too).
-- `rollout_placement_group(...)`: one bundle per rollout worker, strategy from the recipe.
+- `trainer_bundles(...)` / `rollout_bundles(...)`: one resource bundle per trainer process / rollout worker;
+  `resource_budget(...)` adds them up with the reward actors, and `check_budget(...)` refuses a run the
+  cluster cannot hold before anything waits for resources that will never come.
+- `rollout_placement_group(...)`: the rollout workers' bundles reserved as one placement group.
 - `submit_runtime_env()` / `python -m unirg.orchestration runtime-env`: the runtime env `make submit`
   hands to `ray job submit` (working_dir without .git, data, runs, checkpoints or virtual environments).
 """
@@ -14,10 +17,11 @@ import json
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 from unirg.errors import UnirgError
-from unirg.rollout.config import ClusterConfig
+from unirg.rollout.config import ClusterConfig, RolloutConfig
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +71,89 @@ def ensure_ray(cluster: ClusterConfig, runtime_env: dict[str, Any] | None = None
             "dashboard_url": getattr(context, "dashboard_url", None), "started": started}
     logger.info("Ray %s: %s", "started locally" if started else "joined", info)
     return info
+
+
+def trainer_gpus(cluster: ClusterConfig, gpus_available: float) -> float:
+    """GPUs per trainer process: `cluster.trainer_gpus_per_worker`, or 1 when GPUs are there and it is None."""
+    if cluster.trainer_gpus_per_worker is not None:
+        return cluster.trainer_gpus_per_worker
+    return 1.0 if gpus_available > 0 else 0.0
+
+
+def trainer_bundles(cluster: ClusterConfig, gpus_per_worker: float) -> list[dict[str, float]]:
+    """One resource bundle per trainer process: its CPUs and, on GPU, the GPU share it trains on.
+
+    The GPU is in the bundle so that Ray counts it as taken: rollout and reward actors placed later
+    (PACK) can then never land on a trainer's device.
+    """
+    bundle: dict[str, float] = {"CPU": cluster.trainer_cpus_per_worker}
+    if gpus_per_worker > 0:
+        bundle["GPU"] = gpus_per_worker
+    return [dict(bundle) for _ in range(cluster.trainer_workers)]
+
+
+def reward_actor_count(cluster: ClusterConfig) -> int:
+    """Reward actors a run starts: each trainer rank scores its own completions through its own actor."""
+    return len(cluster.ray_rewards) * cluster.trainer_workers
+
+
+def resource_budget(cluster: ClusterConfig, rollout: RolloutConfig, gpus_per_trainer: float) -> dict[str, Any]:
+    """CPUs and GPUs the whole run holds at once: trainer processes, rollout workers and reward actors.
+
+    Returns {"CPU": …, "GPU": …, "parts": {group: (count, bundle)}} so an error can say where it went.
+    """
+    parts: dict[str, tuple[int, dict[str, float]]] = {}
+    parts["trainer processes (cluster.trainer_*)"] = (cluster.trainer_workers,
+                                                      trainer_bundles(cluster, gpus_per_trainer)[0])
+    if rollout.backend == "vllm_ray":
+        parts["rollout workers (rollout.num_workers, cluster.rollout_*_per_worker)"] = (
+            rollout.num_workers, rollout_bundles(cluster, 1)[0])
+    if cluster.ray_rewards:
+        reward = {"CPU": cluster.reward_cpus_per_worker}
+        if cluster.reward_gpus_per_worker > 0:
+            reward["GPU"] = cluster.reward_gpus_per_worker
+        parts["reward actors (cluster.ray_rewards x trainer_workers, cluster.reward_*_per_worker)"] = (
+            reward_actor_count(cluster), reward)
+    total = {key: sum(count * bundle.get(key, 0.0) for count, bundle in parts.values()) for key in ("CPU", "GPU")}
+    return {**total, "parts": parts}
+
+
+def check_budget(budget: dict[str, Any], available: dict[str, float]) -> None:
+    """Raise ClusterError, itemised, when the run needs more CPUs or GPUs than Ray has free.
+
+    Ray would otherwise keep the trainer waiting for a placement group that cannot be satisfied (an
+    actor already holding the CPU it needs), retrying without end.
+    """
+    short = [key for key in ("CPU", "GPU") if budget[key] > available.get(key, 0.0) + 1e-9]
+    if not short:
+        return
+    lines = [f"  {count} x {bundle}  {group}" for group, (count, bundle) in budget["parts"].items()]
+    raise ClusterError(
+        "the run needs " + ", ".join(f"{budget[key]:g} {key}" for key in ("CPU", "GPU") if budget[key])
+        + f" but Ray has {', '.join(f'{available.get(key, 0.0):g} {key}' for key in ('CPU', 'GPU'))} free:\n"
+        + "\n".join(lines) + "\nLower those counts or per-worker shares, or add nodes "
+        "(`ray status` shows what each node offers).")
+
+
+def wait_for_budget(budget: dict[str, Any], timeout_s: float, poll_s: float = 2.0) -> None:
+    """Return once Ray has `budget` free; fail at once if the whole cluster is too small, else after `timeout_s`.
+
+    A job submitted right after another was stopped finds that job's actors still being torn down for a
+    few seconds; a cluster that is simply too small never gets better.
+    """
+    import ray
+
+    check_budget(budget, ray.cluster_resources())
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            check_budget(budget, ray.available_resources())
+            return
+        except ClusterError as error:
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"{error}\n(waited {timeout_s:.0f} s, cluster.trainer_start_timeout_s, for "
+                                   "other work on the cluster to free them)") from None
+        time.sleep(poll_s)
 
 
 def rollout_bundles(cluster: ClusterConfig, num_workers: int) -> list[dict[str, float]]:

@@ -76,7 +76,39 @@ class ClusterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     address: str | None = Field(None, description="Ray address to join; None starts a local instance "
-                                "on loopback (RAY_ADDRESS overrides).")
+                                "on loopback (RAY_ADDRESS overrides). With an address (or RAY_ADDRESS, as "
+                                "inside `ray job submit`) the trainer always runs in Ray-placed processes.")
+
+    # --- trainer processes ---
+    trainer_workers: int = Field(
+        1, ge=1, description="Trainer processes (torch.distributed ranks), each a Ray Train worker; every "
+        "rank trains on its share of each batch and rank 0 alone writes the run folder. 1 with no Ray "
+        "address: the trainer runs in the `unirg rl` process itself, without Ray.")
+    trainer_gpus_per_worker: float | None = Field(
+        None, ge=0.0, le=1.0, description="GPUs Ray reserves for each trainer process (one process drives "
+        "at most one GPU: use more trainer_workers for more GPUs). None: 1 when the cluster (or, without "
+        "Ray, this machine) has GPUs, else 0. With GPUs the ranks talk over NCCL, without over gloo.")
+    trainer_cpus_per_worker: float = Field(
+        1.0, ge=0.0, description="CPUs Ray reserves for each trainer process.")
+    trainer_backend: Literal["ddp", "fsdp", "deepspeed_zero3"] = Field(
+        "ddp", description="How the trainer processes share the model, set on the grpo and sft sections "
+        "for accelerate: ddp: a full copy per rank, gradients all-reduced; fsdp: parameters, gradients "
+        "and optimizer state sharded (FSDP full_shard, GPU); deepspeed_zero3: DeepSpeed ZeRO stage 3 "
+        "(GPU, needs the deepspeed package).")
+    trainer_placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="Ray placement strategy of the trainer processes: PACK fills a node's GPUs "
+        "first, SPREAD puts each rank on a different node.")
+    trainer_timeout_s: float = Field(
+        1800.0, gt=0.0, description="Longest wait of a collective (all-reduce, barrier) between trainer "
+        "processes before the run fails; covers rank 0's checkpoint writing and evaluation while the "
+        "others wait.")
+    trainer_start_timeout_s: float = Field(
+        120.0, gt=0.0, description="Longest wait for Ray to place and start the trainer processes; then "
+        "the run stops with an error saying what was asked for.")
+    trainer_max_failures: int = Field(
+        0, ge=0, description="Times Ray restarts the trainer processes after one of them dies; each "
+        "restart resumes from the last complete checkpoint. 0: the first failure ends the run.")
+
     rollout_gpus_per_worker: float = Field(0.0, ge=0.0, description="GPUs per rollout worker.")
     rollout_cpus_per_worker: float = Field(1.0, ge=0.0, description="CPUs per rollout worker.")
     reward_gpus_per_worker: float = Field(0.0, ge=0.0, description="GPUs per heavy reward worker.")
