@@ -1,10 +1,11 @@
 """Colocated vLLM rollout (`rollout.backend: vllm_colocate`): a few GRPO steps of TRL's GRPOTrainer with vLLM in
 the trainer process, on a tiny Qwen2-VL built locally, checked against HF.
 
-`python -m unirg.rollout.colocate_check` runs the steps and measurements (the same check `make gpu-check`
-runs on GPU); it runs here in a private network + PID namespace (tests/ray_sandbox.py): vLLM's external
-launcher opens a torch.distributed store on a local port, and the namespace keeps it off the network and
-kills every thread the engine leaves behind. Skipped when vLLM is not installed (`make setup-vllm`).
+`unirg.rollout.colocate_check` runs the steps and measurements (the same check `make gpu-check` runs on
+GPU), here in 2 gloo ranks under torchrun with one engine each, inside a private network + PID namespace
+(tests/ray_sandbox.py): torchrun and vLLM's external launcher open torch.distributed stores on local ports,
+and the namespace keeps them off the network and kills whatever the engines leave behind. A second run goes
+through `unirg rl` with the recipe switch. Skipped when vLLM is not installed (`make setup-vllm`).
 """
 
 from __future__ import annotations
@@ -50,24 +51,34 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def row(model_dir: Path) -> dict:
-    """The result row of `python -m unirg.rollout.colocate_check` on the tiny model: 2 GRPO steps."""
+def rows(model_dir: Path) -> list[dict]:
+    """The result rows of `colocate_check` on the tiny model: 2 GRPO steps in 2 gloo ranks (torchrun), each
+    rank with its own engine, as TRL's colocate mode places them."""
     if reason := sandbox_unavailable():
         pytest.skip(f"the colocated engine runs in a private network namespace: {reason}")
-    argv = [sys.executable, "-m", "unirg.rollout.colocate_check", str(model_dir), "--steps", "2"]
-    result = run_sandboxed(argv, timeout=300, cwd=REPO)
+    argv = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", "29511", "-m", "unirg.rollout.colocate_check", str(model_dir), "--steps", "2"]
+    result = run_sandboxed(argv, timeout=400, cwd=REPO)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    if not lines:
+    if len(lines) != 2:
         state = "timed out" if result.timed_out else f"exited {result.returncode}"
-        pytest.fail(f"colocate_check {state} without a result\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    row = json.loads(lines[-1].removeprefix("RESULT "))
-    row["returncode"] = result.returncode
-    print("colocate_check:", json.dumps(row))
-    return row
+        pytest.fail(f"colocate_check {state} with {len(lines)} of 2 results\n{result.stdout[-3000:]}\n"
+                    f"{result.stderr[-6000:]}")
+    found = sorted((json.loads(line.removeprefix("RESULT ")) for line in lines), key=lambda row: row["rank"])
+    for row in found:
+        row["returncode"] = result.returncode
+        print("colocate_check:", json.dumps(row))
+    return found
+
+
+@pytest.fixture(params=[0, 1], ids=["rank0", "rank1"])
+def row(rows: list[dict], request: pytest.FixtureRequest) -> dict:
+    return rows[request.param]
 
 
 def test_greedy_vllm_matches_hf_generate_before_training(row: dict) -> None:
     assert row["device"] == "cpu" and row["dtype"] == "float32" and not row["sleep_mode"]
+    assert row["processes"] == 2 and row["tensor_parallel_size"] == 1
     assert row["greedy_equal"] == row["greedy_prompts"] == 4
     assert min(row["greedy_tokens_per_prompt"]) >= 2, "completions too short to compare"
     assert row["greedy_logprob_max_abs_diff"] < TOLERANCE
@@ -96,6 +107,12 @@ def test_grpo_steps_sync_every_step_with_importance_ratios_near_one(row: dict) -
 
 def test_check_reports_success(row: dict) -> None:
     assert row["failures"] == [] and row["ok"] and row["returncode"] == 0
+
+
+def test_ranks_train_the_same_weights(rows: list[dict]) -> None:
+    # DDP keeps the policies equal, so both engines score the fixed completions alike after their syncs.
+    assert [row["rank"] for row in rows] == [0, 1]
+    assert rows[0]["stale_logprob_max_abs_diff"] == pytest.approx(rows[1]["stale_logprob_max_abs_diff"], abs=1e-4)
 
 
 # `unirg rl` with the recipe switch: the same tiny model built by the run, two steps, one checkpoint.

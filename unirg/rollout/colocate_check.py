@@ -9,8 +9,9 @@ Runs on CPU (CI) and on GPU (`make gpu-check`). The row says whether:
   image pads produce).
 
     python -m unirg.rollout.colocate_check MODEL_DIR [--steps 2] [--dtype float32]
+    torchrun --nproc_per_node 2 -m unirg.rollout.colocate_check MODEL_DIR     (one engine per process)
 
-prints `RESULT {json}` and exits 1 when a check fails.
+prints `RESULT {json}` (one line per process) and exits 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ def colocate_check(model_dir: str | Path, *, steps: int = 2, rollout: RolloutCon
             "device": torch.cuda.get_device_name() if on_gpu else "cpu",
             "dtype": dtype,
             "processes": trainer.accelerator.num_processes,
+            "rank": trainer.accelerator.process_index,
             "tensor_parallel_size": generation.tensor_parallel_size,
             "sleep_mode": generation.enable_sleep_mode,
             "tolerance": tolerance,
