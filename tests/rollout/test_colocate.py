@@ -85,10 +85,14 @@ def test_greedy_vllm_matches_hf_generate_before_training(row: dict) -> None:
 
 
 def test_sync_moves_the_engine_to_the_trained_weights(row: dict) -> None:
-    # Before the sync the engine still has the weights of the step before: far from the policy...
+    # The fixed completions (greedy HF before training) score alike in the engine and the policy...
+    assert row["fixed_logprob_max_abs_diff_before"] < TOLERANCE
+    # ...before the last sync the engine still has the weights of the step before: far from the policy...
     assert row["stale_logprob_max_abs_diff"] > 10 * TOLERANCE
-    # ...and after the in-memory reload (tied head written explicitly) it scores like the policy.
+    # ...and after the in-memory reload (tied head written explicitly) it scores like the policy again,
+    # far from where it started.
     assert row["synced_logprob_max_abs_diff"] < TOLERANCE
+    assert row["engine_moved_logprob_max_abs_diff"] > 10 * TOLERANCE
 
 
 def test_image_pads_must_be_collapsed(row: dict) -> None:

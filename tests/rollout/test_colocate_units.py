@@ -87,19 +87,23 @@ def test_recipe_accepts_the_colocate_backend_and_keeps_hf_as_the_default() -> No
 
 def passing_row() -> dict:
     return {"tolerance": 1e-3, "greedy_prompts": 4, "greedy_equal": 4, "greedy_logprob_max_abs_diff": 3e-5,
-            "synced_logprob_max_abs_diff": 3e-5, "stale_logprob_max_abs_diff": 7.0, "steps": 2,
+            "fixed_logprob_max_abs_diff_before": 3e-5, "synced_logprob_max_abs_diff": 3e-5,
+            "engine_moved_logprob_max_abs_diff": 9.0, "stale_logprob_max_abs_diff": 7.0, "steps": 2,
             "is_ratio_mean": [0.98, 0.99], "weight_syncs_during_training": 2}
 
 
 @pytest.mark.parametrize(("change", "words"), [
     ({"greedy_equal": 3}, "greedy vLLM completions differ"),
-    ({"synced_logprob_max_abs_diff": 0.5}, "after a sync"),
-    ({"stale_logprob_max_abs_diff": 5e-3}, "did not move the weights enough"),
+    ({"fixed_logprob_max_abs_diff_before": 0.5}, "before training"),
+    ({"synced_logprob_max_abs_diff": 0.5}, "after training and a sync"),
+    ({"engine_moved_logprob_max_abs_diff": 5e-3}, "moved only"),
+    ({"stale_logprob_max_abs_diff": 5e-3}, "before the last sync"),
     ({"is_ratio_mean": [0.01, 0.98]}, "importance-sampling"),
     ({"weight_syncs_during_training": 1}, "weight syncs"),
     ({"greedy_logprob_max_abs_diff": float("nan")}, "greedy logprobs"),
 ])
 def test_check_names_each_failure(change: dict, words: str) -> None:
     assert failures(passing_row()) == []
+    assert failures({**passing_row(), "stale_logprob_max_abs_diff": None}) == []  # sleep mode: not measurable
     found = failures({**passing_row(), **change})
     assert len(found) == 1 and words in found[0]

@@ -108,6 +108,10 @@ def _max_abs_diff(a: list[float], b: list[float]) -> float:
     return max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
 
 
+def _max_diff(rows_a: list[list[float]], rows_b: list[list[float]]) -> float:
+    return max(_max_abs_diff(a, b) for a, b in zip(rows_a, rows_b, strict=True))
+
+
 def colocate_check(model_dir: str | Path, *, steps: int = 2, rollout: RolloutConfig | None = None,
                    num_prompts: int = 4, max_new_tokens: int = 8, learning_rate: float = 5e-3,
                    seed: int = 0, tolerance: float | None = None) -> dict[str, Any]:
@@ -161,6 +165,11 @@ def colocate_check(model_dir: str | Path, *, steps: int = 2, rollout: RolloutCon
         greedy_diff = max(_max_abs_diff(v, h[1]) for v, h, same in zip(vllm_logprobs, hf, greedy_equal, strict=True)
                           if same) if any(greedy_equal) else float("nan")
 
+        # The fixed completion of (b): each prompt's greedy HF completion, scored before any training.
+        fixed = [h[0] for h in hf]
+        engine_before = [generation.completion_logprobs(p, i, ids) for p, i, ids in zip(prompt_ids, images, fixed, strict=True)]
+        policy_before = [hf_completion_logprobs(model, encoded, ids) for encoded, ids in zip(inputs, fixed, strict=True)]
+
         # (c) GRPO steps: GRPOTrainer syncs the engine before each step's generation.
         initial = {name: param.detach().clone() for name, param in model.named_parameters()}
         syncs_before = generation.weights_version
@@ -173,17 +182,19 @@ def colocate_check(model_dir: str | Path, *, steps: int = 2, rollout: RolloutCon
         is_min = [row["sampling/importance_sampling_ratio/min"] for row in logs]
         logp_diff = [row["sampling/sampling_logp_difference/max"] for row in logs]
 
-        # (b) the last optimizer step has not reached the engine yet: its logprobs of a fixed completion
-        # (each prompt's greedy HF completion from before training) are stale; after a sync they match.
-        fixed = [h[0] for h in hf]
-        policy_lp = [hf_completion_logprobs(model, encoded, ids) for encoded, ids in zip(inputs, fixed, strict=True)]
-        stale_lp = [generation.completion_logprobs(p, i, ids) for p, i, ids in zip(prompt_ids, images, fixed, strict=True)]
+        # (b) after the steps and a sync the engine scores the fixed completions like the policy, and unlike
+        # itself before training. Without sleep mode the last optimizer step has not reached the engine yet,
+        # which shows the sync is what moves it; in sleep mode the engine drops its weights and any use
+        # re-pushes them, so there is no stale engine to look at.
+        policy_after = [hf_completion_logprobs(model, encoded, ids) for encoded, ids in zip(inputs, fixed, strict=True)]
+        stale_diff = None
+        if not generation.enable_sleep_mode:
+            stale = [generation.completion_logprobs(p, i, ids) for p, i, ids in zip(prompt_ids, images, fixed, strict=True)]
+            stale_diff = max(_max_abs_diff(s, h) for s, h in zip(stale, policy_after, strict=True))
         generation.sync_weights()
-        synced_lp = [generation.completion_logprobs(p, i, ids) for p, i, ids in zip(prompt_ids, images, fixed, strict=True)]
+        engine_after = [generation.completion_logprobs(p, i, ids) for p, i, ids in zip(prompt_ids, images, fixed, strict=True)]
         # Negative control: the trainer's ids sent as they are, each image's pads expanded a second time by vLLM.
-        doubled_lp = generation.completion_logprobs(prompt_ids[0], images[0], fixed[0], collapse_image_pads=False)
-        stale_diff = max(_max_abs_diff(s, h) for s, h in zip(stale_lp, policy_lp, strict=True))
-        synced_diff = max(_max_abs_diff(s, h) for s, h in zip(synced_lp, policy_lp, strict=True))
+        doubled = generation.completion_logprobs(prompt_ids[0], images[0], fixed[0], collapse_image_pads=False)
 
         row = {
             "backend": "vllm_colocate",
@@ -204,9 +215,11 @@ def colocate_check(model_dir: str | Path, *, steps: int = 2, rollout: RolloutCon
             "is_ratio_mean": is_mean,
             "is_ratio_min": is_min,
             "train_logp_difference_max": logp_diff,
+            "fixed_logprob_max_abs_diff_before": _max_diff(engine_before, policy_before),
+            "synced_logprob_max_abs_diff": _max_diff(engine_after, policy_after),
+            "engine_moved_logprob_max_abs_diff": _max_diff(engine_after, engine_before),
             "stale_logprob_max_abs_diff": stale_diff,
-            "synced_logprob_max_abs_diff": synced_diff,
-            "uncollapsed_logprob_max_abs_diff": _max_abs_diff(doubled_lp, policy_lp[0]),
+            "uncollapsed_logprob_max_abs_diff": _max_abs_diff(doubled, policy_after[0]),
             "sync_seconds_mean": sum(generation.sync_seconds) / len(generation.sync_seconds),
             "engine_start_s": engine_start_s,
         }
@@ -230,12 +243,17 @@ def failures(row: dict[str, Any]) -> list[str]:
         out.append(f"greedy vLLM completions differ from HF on {row['greedy_prompts'] - row['greedy_equal']} prompts")
     if not row["greedy_logprob_max_abs_diff"] <= tolerance:
         out.append(f"greedy logprobs differ by {row['greedy_logprob_max_abs_diff']:.2e} > {tolerance:.0e}")
-    if not row["synced_logprob_max_abs_diff"] <= tolerance:
-        out.append(f"after a sync the engine's logprobs differ from the policy's by "
-                   f"{row['synced_logprob_max_abs_diff']:.2e} > {tolerance:.0e}")
-    if not row["stale_logprob_max_abs_diff"] > STALE_FACTOR * tolerance:
-        out.append(f"the unsynced engine was only {row['stale_logprob_max_abs_diff']:.2e} from the policy: the "
-                   "optimizer steps did not move the weights enough to tell whether the sync works")
+    for key, when in (("fixed_logprob_max_abs_diff_before", "before training"), ("synced_logprob_max_abs_diff",
+                                                                                 "after training and a sync")):
+        if not row[key] <= tolerance:
+            out.append(f"{when} the engine's logprobs of the fixed completions differ from the policy's by "
+                       f"{row[key]:.2e} > {tolerance:.0e}")
+    if not row["engine_moved_logprob_max_abs_diff"] > STALE_FACTOR * tolerance:
+        out.append(f"the engine's logprobs moved only {row['engine_moved_logprob_max_abs_diff']:.2e} over training: "
+                   "the optimizer steps did not change the weights enough to tell whether the sync works")
+    if row["stale_logprob_max_abs_diff"] is not None and not row["stale_logprob_max_abs_diff"] > STALE_FACTOR * tolerance:
+        out.append(f"the engine before the last sync was only {row['stale_logprob_max_abs_diff']:.2e} from the "
+                   "policy: the last optimizer step did not change the weights enough to tell whether the sync works")
     if row["steps"] < 1 or min(row["is_ratio_mean"]) < MIN_IS_RATIO_MEAN:
         out.append(f"importance-sampling ratio means {row['is_ratio_mean']} (below {MIN_IS_RATIO_MEAN}: the engine "
                    "and the trainer score different sequences)")
