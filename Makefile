@@ -64,8 +64,11 @@ $(VLLM_STAMP): pyproject.toml
 	touch $(VLLM_STAMP)
 
 # Submit RECIPE to the Ray cluster at RAY_ADDRESS (a head's dashboard, http://HOST:8265). The working
-# dir is uploaded without .git, data, runs, checkpoints or virtual environments (unirg/orchestration.py).
+# dir is uploaded without .git, data, runs, checkpoints or virtual environments (unirg/orchestration/
+# ray_cluster.py); relative data paths in the recipe resolve from UNIRG_DATA_DIR, by default this checkout.
+# The trainer runs as cluster.trainer_workers Ray Train processes: ARGS="cluster.trainer_workers=8".
 submit: setup
+	export UNIRG_DATA_DIR=$${UNIRG_DATA_DIR:-$(CURDIR)}; \
 	RAY_ADDRESS=$${RAY_ADDRESS:-http://127.0.0.1:8265} $(BIN)/ray job submit \
 		--runtime-env-json "$$($(BIN)/python -m unirg.orchestration runtime-env)" \
 		-- python -m unirg rl --recipe recipes/$(RECIPE).yaml $(ARGS)

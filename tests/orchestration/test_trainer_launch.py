@@ -16,6 +16,7 @@ from unirg.errors import DataError, RecipeError
 from unirg.orchestration.launch import (
     describe_failure,
     forwarded_env,
+    job_run_dir,
     placement,
     sharding_fields,
     with_sharding,
@@ -192,3 +193,11 @@ def test_missing_relative_path_names_the_field_and_the_fix(tmp_path, monkeypatch
     monkeypatch.setenv("UNIRG_DATA_DIR", str(tmp_path / "absent"))
     with pytest.raises(DataError, match="not a folder"):
         resolve_data_paths(DataConfig(source="mimic_cxr", path="data/mimic-cxr"))
+
+
+def test_run_folder_of_a_submitted_job_is_absolute_or_refused(tmp_path) -> None:
+    recipe = demo()
+    assert job_run_dir(recipe, None, str(tmp_path)) == tmp_path / "runs" / "demo"
+    assert job_run_dir(recipe, "/shared/run", None) == Path("/shared/run")
+    with pytest.raises(RecipeError, match="output.dir .*UNIRG_DATA_DIR"):
+        job_run_dir(recipe, None, None)

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from unirg.data.config import resolve_data_paths
+from unirg.data.config import DATA_DIR_ENV, resolve_data_paths
 from unirg.errors import RecipeError
 from unirg.orchestration.ray_cluster import (
     ClusterError,
@@ -121,11 +121,35 @@ def forwarded_env() -> dict[str, str]:
     return {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
 
 
+def submitted_job() -> bool:
+    """True inside the driver of a `ray job submit` (Ray's job supervisor sets this variable for it)."""
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+
+
+def job_run_dir(recipe: Recipe, run_dir: str | Path | None, data_dir: str | None) -> Path | None:
+    """The run folder of a submitted job: a relative one resolves from `data_dir` (UNIRG_DATA_DIR).
+
+    The job runs in an uploaded copy of the code that Ray deletes after the job: a run folder left
+    relative would vanish with it. Without UNIRG_DATA_DIR a relative run folder is refused.
+    """
+    path = Path(run_dir) if run_dir else recipe.run_dir()
+    if path.is_absolute():
+        return path
+    if data_dir:
+        return Path(data_dir).expanduser() / path
+    raise RecipeError(f"output.dir (or --run-dir) {str(path)!r} is relative, and a submitted job runs in an uploaded "
+                      "copy of the code that Ray deletes afterwards. Give an absolute path on storage every node "
+                      f"sees (ARGS=\"output.dir=/shared/runs/{{recipe}}\") or set {DATA_DIR_ENV} (`make submit` sets it "
+                      "to the checkout, so runs/ lands there as with `make rl`).")
+
+
 def launch(recipe: Recipe, run_dir: str | Path | None = None):
     """Run the whole pipeline (SFT, GRPO, evaluation) where the recipe's `cluster` section says; return its RunResult."""
     from unirg.distributed import world_size
 
     recipe = recipe.model_copy(update={"data": resolve_data_paths(recipe.data)})
+    if submitted_job():
+        run_dir = job_run_dir(recipe, run_dir, os.environ.get(DATA_DIR_ENV))
     if placement(recipe, ray_address(recipe.cluster), _local_gpus(), world_size()) == "in_process":
         from unirg.training.pipeline import run_pipeline
 

@@ -25,6 +25,9 @@ from unirg.rollout.config import ClusterConfig
 
 logger = logging.getLogger(__name__)
 
+# Reward keyword arguments that live in the trainer process only (TRL 1.16 GRPOTrainer._calculate_rewards).
+_TRAINER_ONLY = {"log_metric", "log_extra", "environments"}
+
 
 class RewardHost:
     """Body of the reward actor: holds the plugin and scores one batch per call."""
@@ -71,7 +74,8 @@ class RayReward:
 
         size = self.cluster.reward_batch_size
         columns = {key: value for key, value in kwargs.items() if _is_per_sample(value, len(completions))}
-        shared = {key: value for key, value in kwargs.items() if key not in columns}
+        # TRL's log_metric/log_extra are bound to the trainer and cannot be pickled into the actor.
+        shared = {key: value for key, value in kwargs.items() if key not in columns and key not in _TRAINER_ONLY}
         host = self._host()
         refs = []
         for start in range(0, len(completions), size):
