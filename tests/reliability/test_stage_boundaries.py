@@ -147,3 +147,18 @@ def test_rerun_of_a_finished_run_changes_nothing_and_says_so(uninterrupted, tmp_
     print_run_summary(second)
     assert "run already complete" in capsys.readouterr().out
     assert max_difference(outcome(tmp_path)["grpo"], uninterrupted["grpo"]) <= 1e-6
+
+
+def test_lora_run_stopped_mid_grpo_ends_like_an_uninterrupted_one(tmp_path):
+    # A LoRA checkpoint holds only the adapter: the Trainer restores it, and the final folder is merged.
+    lora = "model.lora={r: 8, alpha: 16}"
+    run(tmp_path / "uninterrupted", lora)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        stop_at_checkpoint(monkeypatch, "grpo", 2)
+        with pytest.raises(Stopped):
+            run(tmp_path / "resumed", lora)
+    run(tmp_path / "resumed", lora)
+    resumed, uninterrupted = outcome(tmp_path / "resumed"), outcome(tmp_path / "uninterrupted")
+    assert max_difference(resumed["grpo"], uninterrupted["grpo"]) <= 1e-6
+    assert max_difference(resumed["grpo"], resumed["sft"]) > 0
+    assert resumed["rows"] == uninterrupted["rows"]
