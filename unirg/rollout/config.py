@@ -50,11 +50,13 @@ class RolloutConfig(BaseModel):
         "has no sleep mode. The engine's share while awake is rollout.gpu_memory_utilization.")
 
     # --- weight sync ---
-    weight_sync: Literal["auto", "disk", "nccl"] = Field(
-        "auto", description="How trained weights reach the workers after each optimizer step. disk: "
-        "safetensors file + vLLM reload_weights (CPU, or GPU without a shared NCCL network); nccl: "
-        "broadcast through vLLM's weight-transfer endpoints (GPU, unverified on this CI); auto: nccl "
-        "when workers have GPUs, disk otherwise.")
+    weight_sync: Literal["auto", "disk", "nccl", "gloo"] = Field(
+        "auto", description="How trained weights reach the vllm_ray workers after each optimizer step. disk: "
+        "safetensors file + vLLM reload_weights (CPU, or GPU without a shared NCCL network; needs sync_dir "
+        "on storage every node reads); nccl: broadcast from the trainer's rank 0 into vLLM's weight-transfer "
+        "engine (GPU workers, vLLM >= 0.28; verified only by `make gpu-check`); gloo: the same broadcast "
+        "over gloo to the rollout actors, loaded with reload_weights (CPU workers, no shared storage "
+        "needed); auto: nccl when workers have GPUs, disk otherwise.")
     sync_dir: str | None = Field(
         None, description="Folder for disk weight sync; must be on storage every worker node can read "
         "(shared filesystem on a cluster). None: <run dir>/weight_sync.")

@@ -1,15 +1,18 @@
-"""A rollout worker: one vLLM engine inside one Ray actor, generating completions and taking new weights."""
+"""A rollout worker: one vLLM engine inside one Ray actor, generating completions and taking new weights.
+
+Weights arrive by disk (`reload_weights`: a safetensors file) or by a collective broadcast from the
+trainer (`join_weight_group`, `receive_weights`; see `unirg.rollout.weight_transfer`).
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from pathlib import Path
 from typing import Any
 
-# Environment the engine process needs before vLLM is imported. Set in the actor's runtime env.
+# Environment a CPU engine process needs before vLLM is imported. Set in the actor's runtime env, and only
+# for workers without a GPU (`engine_env`).
 CPU_ENGINE_ENV = {
     # Keep the engine core in the actor process (vLLM 0.32 otherwise forks an EngineCore process):
     # killing the actor then kills the engine, and collective_rpc can hand tensors over without pickling.
@@ -21,6 +24,85 @@ CPU_ENGINE_ENV = {
 }
 
 
+def engine_env(gpus_per_worker: float, cpu_kv_cache_gib: int) -> dict[str, str]:
+    """The rollout actor's environment: the CPU engine's variables on CPU, nothing on a GPU.
+
+    The CPU variables would change a GPU engine's process layout (no EngineCore process) and its thread
+    binding, neither of which is measured on GPU.
+    """
+    if gpus_per_worker > 0:
+        return {}
+    return dict(CPU_ENGINE_ENV, VLLM_CPU_KVCACHE_SPACE=str(cpu_kv_cache_gib))
+
+
+def image_token_id_of(processor: Any) -> int | None:
+    """The id of the image placeholder token, from the processor (or its tokenizer); None for text-only.
+
+    Read from the processor because that is what expanded the prompt's image pads; a model given by hub
+    id has no local config file to read it from.
+    """
+    token_id = getattr(processor, "image_token_id", None)
+    if token_id is None:
+        tokenizer = getattr(processor, "tokenizer", processor)
+        token = getattr(processor, "image_token", None) or getattr(tokenizer, "image_token", None)
+        if token and hasattr(tokenizer, "convert_tokens_to_ids"):
+            token_id = tokenizer.convert_tokens_to_ids(token)
+            if token_id is not None and token_id == getattr(tokenizer, "unk_token_id", object()):
+                token_id = None
+    return int(token_id) if token_id is not None else None
+
+
+# vLLM clamps logit biases to [-100, 100]; -100 leaves a token about e^-100 of its probability.
+PLACEHOLDER_BIAS = -100.0
+
+
+def placeholder_token_ids(processor: Any) -> list[int]:
+    """Ids of the image and video placeholder tokens, which an engine must never sample.
+
+    A sampled `<|image_pad|>` in a completion makes the trainer's forward pass fail ("Image features and
+    image tokens do not match"): vLLM samples it like any token unless it is biased away.
+    """
+    ids = [image_token_id_of(processor), getattr(processor, "video_token_id", None)]
+    return sorted({int(token) for token in ids if isinstance(token, int) and token >= 0})
+
+
+def with_placeholders_blocked(sampling: dict[str, Any], token_ids: list[int]) -> dict[str, Any]:
+    """`sampling` (vllm.SamplingParams fields) plus a logit bias that keeps `token_ids` from being sampled."""
+    if not token_ids:
+        return sampling
+    bias = dict(sampling.get("logit_bias") or {})
+    bias.update({token: PLACEHOLDER_BIAS for token in token_ids})
+    return {**sampling, "logit_bias": bias}
+
+
+def image_token_id_for(model: str, trust_remote_code: bool = False) -> int | None:
+    """`image_token_id_of` the processor `AutoProcessor` loads for `model` (a folder or a hub id in the cache)."""
+    from transformers import AutoProcessor
+
+    import unirg.models.processor  # noqa: F401  registers the image-only processor with AutoProcessor
+
+    return image_token_id_of(AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code))
+
+
+def vllm_prompt(request: dict[str, Any], image_token_id: int | None) -> dict[str, Any]:
+    """The vLLM input for one request: token ids plus images, one image placeholder per image.
+
+    The trainer's prompt ids come from the HF processor, which already expanded each image into one
+    `<|image_pad|>` per merged patch. vLLM 0.32 expands again (a prompt with 16 pads became 31), so
+    each run of pads is collapsed back to one; vLLM then expands it to the same count.
+    """
+    ids = list(request["prompt_ids"])
+    images = request.get("images")
+    prompt: dict[str, Any] = {"prompt_token_ids": ids}
+    if images:
+        if image_token_id is None:
+            raise ValueError("a rollout request carries images but the rollout worker knows no image token id "
+                             "(the processor has no `image_token_id`); pass image_token_id to RolloutPool.")
+        prompt["prompt_token_ids"] = collapse_runs(ids, image_token_id)
+        prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
+    return prompt
+
+
 class RolloutWorker:
     """Body of the rollout actor: hosts `vllm.LLM` for one model and answers generate / weight-sync calls.
 
@@ -28,7 +110,8 @@ class RolloutWorker:
     logic reads top to bottom and can be unit-tested without Ray.
     """
 
-    def __init__(self, model_path: str, engine_kwargs: dict[str, Any], worker_index: int = 0) -> None:
+    def __init__(self, model_path: str, engine_kwargs: dict[str, Any], worker_index: int = 0,
+                 image_token_id: int | None = None) -> None:
         from unirg.rollout.vllm_compat import patch_qwen2_vl_without_torchvision
 
         patch_qwen2_vl_without_torchvision()
@@ -39,16 +122,19 @@ class RolloutWorker:
         started = time.perf_counter()
         self.llm = LLM(model=model_path, **engine_kwargs)
         self.startup_s = time.perf_counter() - started
-        config = json.loads((Path(model_path) / "config.json").read_text()) if Path(model_path, "config.json").is_file() else {}
-        self.image_token_id: int | None = config.get("image_token_id")
-        self.tie_word_embeddings = bool(config.get("tie_word_embeddings")
-                                        or config.get("text_config", {}).get("tie_word_embeddings"))
+        self.image_token_id = image_token_id
         self.weights_version = 0
+        self.weight_group: tuple[str, dict[str, Any]] | None = None  # (backend, init info) of the group joined
+        self._gloo: Any = None  # (store, group) of the gloo transfer group
 
     def info(self) -> dict[str, Any]:
         """Process id, start-up time and weights version: for health checks and tests."""
+        import ray
+
         return {"pid": os.getpid(), "worker_index": self.worker_index, "startup_s": self.startup_s,
-                "weights_version": self.weights_version}
+                "weights_version": self.weights_version, "node_ip": ray.util.get_node_ip_address(),
+                "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()],
+                "weight_group": self.weight_group[1] if self.weight_group else None}
 
     def generate(self, requests: list[dict[str, Any]], sampling: dict[str, Any]) -> list[dict[str, Any]]:
         """Generate for `requests` ([{"prompt_ids": [...], "images": [PIL, ...] | None}]).
@@ -77,20 +163,7 @@ class RolloutWorker:
         return results
 
     def _vllm_prompt(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The vLLM input for one request: token ids plus images, one image placeholder per image.
-
-        The trainer's prompt ids come from the HF processor, which already expanded each image into one
-        `<|image_pad|>` per merged patch. vLLM 0.32 expands again (a prompt with 16 pads became 31), so
-        each run of pads is collapsed back to one; vLLM then expands it to the same count.
-        """
-        ids = list(request["prompt_ids"])
-        images = request.get("images")
-        prompt: dict[str, Any] = {"prompt_token_ids": ids}
-        if images:
-            if self.image_token_id is not None:
-                prompt["prompt_token_ids"] = collapse_runs(ids, self.image_token_id)
-            prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
-        return prompt
+        return vllm_prompt(request, self.image_token_id)
 
     def reload_weights(self, path: str, version: int) -> dict[str, Any]:
         """Load every weight from the safetensors file at `path` (CPU weight sync) and drop stale caches.
@@ -115,35 +188,52 @@ class RolloutWorker:
         self.llm.llm_engine.reset_encoder_cache()
         self.llm.reset_prefix_cache()
 
-    # --- GPU path: vLLM's NCCL weight-transfer endpoints (UNVERIFIED: needs CUDA GPUs, see docs/multinode.md).
-    # The method names and arguments match what vllm.distributed.weight_transfer.clients.RayVLLMWeightSyncClient
-    # calls on an actor, so the trainer drives these through vLLM's own NCCLTrainerWeightTransferEngine.
+    # --- collective weight sync (unirg.rollout.weight_transfer) ---
 
-    def init_weight_transfer_engine(self, request: Any) -> None:
-        """Join the trainer's NCCL group (vLLM 0.32 weight-transfer API)."""
-        self.llm.collective_rpc("init_weight_transfer_engine", args=(request.init_info,))
+    def join_weight_group(self, backend: str, init_info: dict[str, Any]) -> dict[str, Any]:
+        """Join the trainer's transfer group (blocks until every member has joined), leaving any older one.
 
-    def start_weight_update(self) -> None:
-        """Open a weight-update session on the engine."""
-        self.llm.collective_rpc("start_weight_update")
+        nccl: vLLM's weight-transfer engine in each of this engine's workers joins at ranks
+        `rank_offset` + tp_rank (GPU only). gloo: this actor joins at `rank` and receives for its engine.
+        """
+        if backend == "nccl":
+            self.llm.init_weight_transfer_engine({"init_info": init_info})
+        elif backend == "gloo":
+            import ray
 
-    def update_weights(self, request: Any) -> None:
-        """Receive one broadcast of weights from the trainer."""
-        self.llm.collective_rpc("update_weights", args=(request.update_info,))
+            from unirg.rollout.weight_transfer import open_gloo_group
 
-    def finish_weight_update(self) -> None:
-        """Close the session and drop caches computed with the old weights."""
-        self.llm.collective_rpc("finish_weight_update")
+            self._gloo = None  # drop the old group before the new one's rendezvous
+            self._gloo = open_gloo_group(init_info["master_address"], init_info["master_port"], init_info["rank"],
+                                         init_info["world_size"], init_info["timeout_s"],
+                                         local_ip=ray.util.get_node_ip_address())
+        else:
+            raise ValueError(f"unknown weight-sync backend {backend!r}")
+        self.weight_group = (backend, dict(init_info))
+        return {"backend": backend, "pid": os.getpid()}
+
+    def receive_weights(self, backend: str, update_info: dict[str, Any], version: int) -> dict[str, Any]:
+        """Take one broadcast of every weight from the trainer, load it and drop stale caches.
+
+        Runs while the trainer broadcasts: every member of the group must be inside the same collective.
+        """
+        if self.weight_group is None or self.weight_group[0] != backend:
+            raise RuntimeError(f"rollout worker {self.worker_index} was asked for a {backend} weight broadcast "
+                               "before joining a group of that backend")
+        started = time.perf_counter()
+        if backend == "nccl":
+            self.llm.start_weight_update()
+            self.llm.update_weights({"update_info": update_info})
+            self.llm.finish_weight_update()
+        else:
+            from unirg.rollout.weight_transfer import gloo_receive
+
+            weights = gloo_receive(self._gloo[1], update_info)
+            # Same loader as disk sync: the worker's layerwise reload (plain load_weights fails on CPU).
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self._drop_caches()
-        self.weights_version += 1
-
-    def update_weight_version(self, version: str) -> None:
-        """Record the trainer's label for the weights now loaded."""
-        self.weights_version = int(version) if str(version).isdigit() else self.weights_version
-
-    def shutdown_weight_transfer_engine(self) -> None:
-        """Leave the NCCL group."""
-        self.llm.collective_rpc("shutdown_weight_transfer_engine")
+        self.weights_version = version
+        return {"seconds": time.perf_counter() - started, "tensors": len(update_info["names"])}
 
 
 def ranked_logprobs(positions: Any) -> tuple[list[list[float | None]] | None, list[list[int]] | None]:
