@@ -127,6 +127,13 @@ def test_fsdp_reaches_grpo_and_sft_and_refuses_a_clash() -> None:
         with_sharding(demo("cluster.trainer_backend=fsdp", "grpo.fsdp=full_shard"), on_gpu=True)
 
 
+def test_sharding_set_by_hand_is_refused_on_cpu_where_transformers_ignores_it() -> None:
+    with pytest.raises(RecipeError, match="grpo.fsdp is set but the trainer processes have no GPU"):
+        with_sharding(demo("grpo.fsdp=full_shard"), on_gpu=False)
+    assert with_sharding(demo("grpo.fsdp=null"), on_gpu=False).grpo["fsdp"] is None
+    assert with_sharding(demo("grpo.fsdp=full_shard"), on_gpu=True).grpo["fsdp"] == "full_shard"
+
+
 def test_deepspeed_zero3_is_stage_3_or_names_the_missing_package() -> None:
     import importlib.util
 

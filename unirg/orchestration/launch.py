@@ -99,20 +99,26 @@ def sharding_fields(backend: str, on_gpu: bool) -> dict[str, Any]:
 
 
 def with_sharding(recipe: Recipe, on_gpu: bool) -> Recipe:
-    """The recipe with `cluster.trainer_backend` written into its grpo (and sft) sections."""
-    fields = sharding_fields(recipe.cluster.trainer_backend, on_gpu)
+    """The recipe with `cluster.trainer_backend` written into its grpo (and sft) sections.
+
+    Sharding set by hand under grpo/sft is refused without GPUs: on CPU transformers leaves it out and
+    trains plain DDP without a word (measured: `grpo.fsdp` with 2 gloo ranks saved an unsharded checkpoint).
+    """
+    backend = recipe.cluster.trainer_backend
+    for section in ("grpo", "sft"):
+        values = getattr(recipe, section) or {}
+        chosen = sorted(key for key in SHARDING_FIELDS if values.get(key))
+        if chosen and backend != "ddp":
+            raise RecipeError(f"{section}.{chosen[0]} and cluster.trainer_backend={backend} both choose the "
+                              "sharding; keep one of them.")
+        if chosen and not on_gpu:
+            raise RecipeError(f"{section}.{chosen[0]} is set but the trainer processes have no GPU: transformers "
+                              "ignores it on CPU and trains unsharded. Remove it (or set it to null) on CPU.")
+    fields = sharding_fields(backend, on_gpu)
     if not fields:
         return recipe
-    update: dict[str, Any] = {}
-    for section in ("grpo", "sft"):
-        values = getattr(recipe, section)
-        if values is None:
-            continue
-        clash = sorted(set(values) & set(SHARDING_FIELDS))
-        if clash:
-            raise RecipeError(f"{section}.{clash[0]} and cluster.trainer_backend={recipe.cluster.trainer_backend} "
-                              "both choose the sharding; keep one of them.")
-        update[section] = {**values, **fields}
+    update = {section: {**getattr(recipe, section), **fields} for section in ("grpo", "sft")
+              if getattr(recipe, section) is not None}
     return recipe.model_copy(update=update)
 
 
@@ -150,9 +156,11 @@ def launch(recipe: Recipe, run_dir: str | Path | None = None):
     recipe = recipe.model_copy(update={"data": resolve_data_paths(recipe.data)})
     if submitted_job():
         run_dir = job_run_dir(recipe, run_dir, os.environ.get(DATA_DIR_ENV))
-    if placement(recipe, ray_address(recipe.cluster), _local_gpus(), world_size()) == "in_process":
+    local_gpus = _local_gpus()
+    if placement(recipe, ray_address(recipe.cluster), local_gpus, world_size()) == "in_process":
         from unirg.training.pipeline import run_pipeline
 
+        recipe = with_sharding(recipe, on_gpu=local_gpus > 0 and recipe.cluster.trainer_gpus_per_worker != 0)
         return run_pipeline(recipe, Path(run_dir) if run_dir else None)
     return launch_on_ray(recipe, run_dir)
 
