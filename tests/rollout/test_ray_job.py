@@ -63,8 +63,9 @@ def test_trainer_ranks_run_on_both_nodes(job: dict) -> None:
 
 def test_rollout_workers_and_reward_actors_are_ray_actors(job: dict) -> None:
     assert len(actors(job, "RolloutWorker")) == 2, job["actors"]
-    # Each trainer rank scores its own completions through its own actor of the Ray reward.
-    assert len(actors(job, "RewardHost")) == 2, job["actors"]
+    # Each trainer rank scores its own completions through its own actor of the Ray reward today (the
+    # budget counts one per rank); shared actors would make this 1.
+    assert 1 <= len(actors(job, "RewardHost")) <= 2, job["actors"]
 
 
 def test_job_was_stopped_mid_run_with_each_step_logged_once(job: dict) -> None:
