@@ -155,8 +155,9 @@ class RolloutPool:
         options: dict[str, Any] = {
             "num_cpus": self.cluster.rollout_cpus_per_worker,
             "num_gpus": self.cluster.rollout_gpus_per_worker,
-            # Restarts are ours, not Ray's: a Ray-restarted actor would come back with the initial
-            # weights, while ours replays the latest weight sync before taking work.
+            # Restarts are ours, not Ray's: a Ray-restarted actor would come back with the initial weights
+            # and take work, while ours replays the latest weights file (disk sync) or takes no work until
+            # the next broadcast reaches it (collective sync).
             "max_restarts": 0,
             "scheduling_strategy": PlacementGroupSchedulingStrategy(
                 placement_group=self.placement_group, placement_group_bundle_index=index),
