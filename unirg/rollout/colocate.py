@@ -149,9 +149,12 @@ class ColocatedVLLMGeneration(VLLMGeneration):
             self.tp_group, _ = torch.distributed.new_subgroups_by_enumeration(
                 [list(range(i * size, (i + 1) * size)) for i in range(accelerator.num_processes // size)])
 
-        # vLLM's external launcher reads the process layout from the torch.distributed variables.
+        # vLLM's external launcher reads the process layout from the torch.distributed variables, and puts
+        # the engine on cuda:LOCAL_RANK: name the trainer's own device, which is not the local process index
+        # when each process sees only its own GPU (UNVERIFIED on GPUs here; see colocate_check).
         os.environ["RANK"] = str(accelerator.process_index)
-        os.environ["LOCAL_RANK"] = str(accelerator.local_process_index)
+        device_index = accelerator.device.index if self.on_gpu else None
+        os.environ["LOCAL_RANK"] = str(accelerator.local_process_index if device_index is None else device_index)
         os.environ["WORLD_SIZE"] = str(accelerator.num_processes)
         ensure_master_addr_port()
 
