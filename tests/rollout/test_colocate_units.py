@@ -107,3 +107,28 @@ def test_check_names_each_failure(change: dict, words: str) -> None:
     assert failures({**passing_row(), "stale_logprob_max_abs_diff": None}) == []  # sleep mode: not measurable
     found = failures({**passing_row(), **change})
     assert len(found) == 1 and words in found[0]
+
+
+def test_vllm_calls_match_the_installed_vllm() -> None:
+    """Every engine argument (GPU ones included) and every engine call the colocated path makes exists in the
+    installed vLLM with the parameters used: a version change that drops one fails here, not on a GPU."""
+    import dataclasses
+    import inspect
+
+    pytest.importorskip("vllm")
+    from vllm import LLM, SamplingParams
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.v1.engine.llm_engine import LLMEngine
+    from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+
+    rollout = RolloutConfig(backend="vllm_colocate", max_model_len=512)
+    kwargs = colocate_engine_kwargs(rollout, on_gpu=True, process_index=0, max_num_seqs=4)
+    assert set(kwargs) <= {field.name for field in dataclasses.fields(EngineArgs)}
+    assert "external_launcher" in str(inspect.signature(EngineArgs).parameters["distributed_executor_backend"])
+    assert "level" in inspect.signature(LLM.sleep).parameters
+    assert "tags" in inspect.signature(LLM.wake_up).parameters
+    assert callable(LLM.reset_mm_cache) and callable(LLM.reset_prefix_cache) and callable(LLMEngine.reset_encoder_cache)
+    assert "kwargs" in inspect.signature(LLM.collective_rpc).parameters
+    assert "weights_iterator" in inspect.signature(GPUModelRunner.reload_weights).parameters
+    params = SamplingParams(max_tokens=1, prompt_logprobs=0, logprobs=0, logit_bias={5: BLOCKED_TOKEN_BIAS})
+    assert params.logit_bias == {5: BLOCKED_TOKEN_BIAS}
