@@ -36,7 +36,8 @@ def run_pipeline(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
     """Run every stage the recipe asks for; each stage resumes from what an earlier run left."""
     from rewards.weight_check import require_recipe_weights
     from unirg.data import load_splits
-    from unirg.models.loading import resolve_model_path
+    from unirg.models.loading import load_processor, resolve_model_path
+    from unirg.rollout.prompt_budget import check_prompt_budget
     from unirg.training.sft import run_sft
 
     # Before any stage: a missing reward model found after SFT would waste the whole warm start.
@@ -52,6 +53,9 @@ def run_pipeline(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
             write_text_atomically(run_dir / RECIPE_FILE, recipe.to_yaml())
         splits = load_splits(recipe.data, recipe.prompt, run_dir)
         model_path = resolve_model_path(recipe.model, run_dir, corpus=list(splits.train["reference"]))
+    # Before any stage: vLLM would reject every over-long prompt at the first GRPO step, after SFT.
+    check_prompt_budget(splits.train, load_processor(model_path, trust_remote_code=recipe.model.trust_remote_code),
+                        recipe.data, recipe.rollout)
     reused: list[str] = []
     if recipe.sft is not None:
         sft_final, sft_reused = run_sft(recipe, run_dir, splits, model_path)
