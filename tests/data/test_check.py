@@ -65,7 +65,8 @@ def test_on_bad_row_skip_counts_and_lists(manifest_dir: Path, tmp_path: Path) ->
     assert len(splits.bad_rows) == len(EXPECTED)
     listed = [json.loads(line) for line in (tmp_path / "run" / "bad_rows.jsonl").read_text().splitlines()]
     assert {row["study_id"] for row in listed} == set(EXPECTED)
-    assert set(listed[0]) == {"study_id", "file", "row", "reason"}
+    assert set(listed[0]) == {"study_id", "file", "row", "reason", "dataset"}
+    assert listed[0]["dataset"] == "manifest"
 
 
 def test_csv_manifest_and_duplicate_ids(tmp_path: Path) -> None:

@@ -26,7 +26,10 @@ def test_rexrank(tmp_path: Path) -> None:
     splits = load_splits(data, PromptConfig(), tmp_path / "run")
     rows = {row["study_id"]: row for row in splits.train}
     assert set(rows) == {"s1", "s2"}
-    assert len(rows["s1"]["images"]) == 2 and rows["s1"]["images"][0].mode == "RGB"
+    # Only the key image by default (ReXrank names it; no view metadata, so it is listed first).
+    assert len(rows["s1"]["images"]) == 1 and rows["s1"]["images"][0].mode == "RGB"
+    every = load_splits(data.model_copy(update={"images": "all"}), PromptConfig(), tmp_path / "all").train
+    assert [len(images) for images in every["images"]] == [2, 1]
     assert rows["s1"]["reference"] == "Findings: Mild cardiomegaly. No effusion.\nImpression: Cardiomegaly."
     assert "Indication: Dyspnea" in rows["s1"]["prompt"][0]["content"] and "Age: 70" in rows["s1"]["prompt"][0]["content"]
     assert rows["s2"]["sections"] == "findings" and rows["s2"]["reference"] == "Findings: Clear lungs."
@@ -74,7 +77,7 @@ def test_mimic_longitudinal_prompt(tmp_path: Path) -> None:
                          tmp_path / "run")
     rows = {row["study_id"]: row for row in splits.train}
     with_prior, without = rows["51000002"], rows["50000001"]
-    assert len(with_prior["images"]) == 3  # prior image, then the study's two images
+    assert len(with_prior["images"]) == 2  # prior image, then the study's key image
     content = with_prior["prompt"][1]["content"]
     assert [block["type"] for block in content][:3] == ["text", "image", "text"]
     assert "Prior report: Findings: The lungs are clear" in content[2]["text"]
@@ -91,7 +94,7 @@ def test_chexpert_plus(tmp_path: Path) -> None:
     rows = {row["study_id"]: row for row in splits.train}
     assert set(rows) == {"train/patient00001/study1", "train/patient00001/study2", "train/patient00002/study1"}
     first = rows["train/patient00001/study1"]
-    assert len(first["images"]) == 2 and "Indication: Fever." in first["prompt"][0]["content"]
+    assert len(first["images"]) == 1 and "Indication: Fever." in first["prompt"][0]["content"]
     assert "Sex: Female" in first["prompt"][0]["content"]
     # An impression-only study gets the impression template, so no findings are asked for or rewarded.
     assert rows["train/patient00002/study1"]["reference"] == "Impression: Stable support devices."

@@ -77,7 +77,7 @@ def test_load_splits_synthetic_columns_and_reuse(tmp_path: Path) -> None:
 
     data = DataConfig(source="synthetic", synthetic=SyntheticConfig(n_train=6, n_eval=2, size=64))
     splits = load_splits(data, PromptConfig(), tmp_path)
-    assert splits.train.column_names == ["prompt", "images", "study_id", "reference", "reference_findings",
+    assert splits.train.column_names == ["prompt", "images", "study_id", "dataset", "reference", "reference_findings",
                                          "reference_impression", "reference_labels", "sections"]
     row = splits.train[0]
     assert row["images"][0].mode == "RGB" and row["images"][0].size == (64, 64)

@@ -42,9 +42,13 @@ def _read_dicom(path: Path) -> Image.Image:
     return Image.fromarray(pixels).convert("RGB")
 
 
-def _read_raster(path: Path) -> Image.Image:
+def _read_raster(path: Path, at_least: int | None = None) -> Image.Image:
     try:
         with Image.open(path) as image:
+            if at_least and image.format == "JPEG":
+                # Decode a JPEG at the smallest 1/2^k scale that still covers at_least x at_least: a
+                # 2,500-pixel MIMIC-CXR film decodes several times faster, and is resized below anyway.
+                image.draft(image.mode, (at_least, at_least))
             image.load()
             if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
                 # PIL's convert("L") clips 16-bit values at 255; rescale by the image's own range instead.
@@ -71,13 +75,26 @@ def fit_pixels(image: Image.Image, min_pixels: int | None = None, max_pixels: in
     return image.resize(size, Image.Resampling.BICUBIC)
 
 
-def load_image(path: str | Path, min_pixels: int | None = None, max_pixels: int | None = None) -> Image.Image:
+def fit_square(image: Image.Image, size: int | None) -> Image.Image:
+    """`image` resized to size x size when it is wider or taller than `size` (UniRG feeds 512 x 512); else as is.
+
+    Smaller images are left alone: upsampling adds nothing the model's own processor could not.
+    """
+    if not size or (image.width <= size and image.height <= size):
+        return image
+    return image.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def load_image(path: str | Path, min_pixels: int | None = None, max_pixels: int | None = None,
+               image_size: int | None = None) -> Image.Image:
     """An RGB PIL image from a PNG/JPEG (8/16-bit, grayscale or colour) or DICOM file, resized within bounds.
+
+    `image_size` first squares an image larger than it (see `fit_square`), then the pixel bounds apply.
 
     Raises DataError naming the path when the file is missing or cannot be decoded.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image not found: {path}; check data.path and the image paths of the source")
-    image = _read_dicom(path) if path.suffix.lower() in DICOM_SUFFIXES else _read_raster(path)
-    return fit_pixels(image, min_pixels, max_pixels)
+    image = _read_dicom(path) if path.suffix.lower() in DICOM_SUFFIXES else _read_raster(path, image_size)
+    return fit_pixels(fit_square(image, image_size), min_pixels, max_pixels)

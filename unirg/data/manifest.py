@@ -30,9 +30,11 @@ class BadRow:
     file: str
     row: int
     reason: str
+    dataset: str = ""  # the recipe's dataset name, in a mixture of sources
 
     def describe(self) -> str:
-        return f"{self.file}, row {self.row} (study {self.study_id or '?'}): {self.reason}"
+        where = f"{self.dataset}: " if self.dataset else ""
+        return f"{where}{self.file}, row {self.row} (study {self.study_id or '?'}): {self.reason}"
 
 
 def not_utf8(row: dict[str, Any]) -> bool:

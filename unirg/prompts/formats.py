@@ -1,4 +1,15 @@
-"""Prompt templates (UniRG plain, Med-R2 reasoning, longitudinal) and the SFT target for each format."""
+"""Prompt templates (the project's and UniRG's, Med-R2 reasoning, longitudinal) and the SFT target for each format.
+
+Two wordings of the user turn (`prompt.template`):
+- `project`: this project's own templates (findings + impression, findings only, impression only).
+- `unirg_paper`: the two templates UniRG (arXiv 2601.17151) describes, findings only and findings +
+  impression, with the indication and comparison as context. The wording follows the paper's description;
+  it is NOT verified verbatim against the paper's text. Studies with an impression but no findings fit
+  neither of the paper's templates and keep the project's impression-only wording.
+In both, the template is fixed per study by which reference sections exist, and the answer form, the SFT
+target and the reward reference all use the headers "Findings:" and "Impression:" that
+unirg.prompts.parser (and so evaluation) reads.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,12 @@ from typing import Any
 from unirg.data.records import CHEXPERT_OBSERVATIONS, StudyRecord
 
 # UniRG fixes the template per study by which reference sections exist.
+_PAPER_TASK = {
+    "findings_impression": "Given the chest X-ray and the clinical context below, generate the findings and the "
+                           "impression of the radiology report.",
+    "findings": "Given the chest X-ray and the clinical context below, generate the findings of the radiology "
+                "report.",
+}
 _TASK = {
     "findings_impression": "Write the findings and impression sections of the radiology report for this "
                            "chest X-ray.",
@@ -42,20 +59,33 @@ def sections_of(findings: str, impression: str) -> str:
     return "findings_impression" if impression.strip() else "findings"
 
 
-def context_text(record: StudyRecord) -> str:
-    """The clinical context line(s) of a prompt; empty fields are left out."""
-    parts = [(label, value.strip()) for label, value in (
-        ("Indication", record.indication), ("Comparison", record.comparison), ("Age", record.age),
-        ("Sex", record.sex)) if value and value.strip()]
+def context_text(record: StudyRecord, template: str = "project") -> str:
+    """The clinical context line(s) of a prompt; empty fields are left out.
+
+    UniRG's inputs are the indication and the comparison; the project's template adds age and sex.
+    """
+    fields = [("Indication", record.indication), ("Comparison", record.comparison)]
+    if template != "unirg_paper":
+        fields += [("Age", record.age), ("Sex", record.sex)]
+    parts = [(label, value.strip()) for label, value in fields if value and value.strip()]
     return "\n".join(f"{label}: {value}" for label, value in parts)
 
 
+def task_text(sections: str, template: str = "project") -> str:
+    """The instruction line of the template chosen for a study with these reference `sections`."""
+    if template == "unirg_paper" and sections in _PAPER_TASK:
+        return _PAPER_TASK[sections]
+    if template not in ("project", "unirg_paper"):
+        raise ValueError(f"prompt.template: unknown template {template!r}; use project or unirg_paper")
+    return _TASK[sections]
+
+
 def build_prompt(record: StudyRecord, prompt_format: str, longitudinal: bool = False,
-                 system_prompt: str | None = None) -> tuple[list[dict[str, Any]], int]:
+                 system_prompt: str | None = None, template: str = "project") -> tuple[list[dict[str, Any]], int]:
     """Conversational prompt for a study, and how many images it expects (prior image included)."""
     sections = sections_of(record.findings, record.impression)
-    lines = [_TASK[sections]]
-    context = context_text(record)
+    lines = [task_text(sections, template)]
+    context = context_text(record, template)
     if context:
         lines.append(context)
     if prompt_format == "reasoning":
