@@ -1,4 +1,5 @@
-"""The tiny offline VLM: builds, reloads through the Auto classes offline, sees images, keeps <think>."""
+"""The tiny offline VLMs (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): build, reload through the Auto classes offline, see
+images, keep <think>, and pad prompts on the side TRL's GRPO expects."""
 
 from __future__ import annotations
 
@@ -11,10 +12,21 @@ from PIL import Image
 
 from unirg.models.tiny import build_tiny_model
 
+PROCESSOR_CLASS = {"qwen2_vl": "ImageOnlyQwen2VLProcessor", "qwen2_5_vl": "ImageOnlyQwen2VLProcessor",
+                   "qwen3_vl": "ImageOnlyQwen3VLProcessor"}
+MODEL_CLASS = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+               "qwen3_vl": "Qwen3VLForConditionalGeneration"}
 
-@pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl"])
+
+@pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def tiny_dir(request, tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp(request.param), arch=request.param, image_size=112)
+
+
+def _arch(tiny_dir) -> str:
+    import json
+
+    return json.loads((tiny_dir / "unirg_tiny.json").read_text())["arch"]
 
 
 def _messages():
@@ -31,8 +43,7 @@ def test_reloads_offline_in_a_fresh_process(tiny_dir):
         "print(type(p).__name__, hasattr(p, 'image_processor'), type(m).__name__)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "ImageOnlyQwen2VLProcessor True" in out
-    assert "ForConditionalGeneration" in out
+    assert out.split() == [PROCESSOR_CLASS[_arch(tiny_dir)], "True", MODEL_CLASS[_arch(tiny_dir)]]
 
 
 def test_image_changes_the_logits(tiny_dir):
@@ -44,10 +55,15 @@ def test_image_changes_the_logits(tiny_dir):
     model = AutoModelForImageTextToText.from_pretrained(tiny_dir).eval()
     text = processor.apply_chat_template(_messages(), add_generation_prompt=True, tokenize=False)
     assert text.endswith("<|im_start|>assistant\n")
+    # Qwen2-VL's template adds a default system turn; Qwen3-VL's adds none.
+    assert text.startswith("<|im_start|>system\n") == (_arch(tiny_dir) != "qwen3_vl")
     logits = []
     for shade in (0, 255):
         inputs = processor(text=[text], images=[Image.new("RGB", (112, 112), (shade,) * 3)], return_tensors="pt")
         assert (inputs["input_ids"] == processor.image_token_id).sum() == inputs["image_grid_thw"].prod() // 4
+        # Qwen3-VL cuts 16-pixel patches, the Qwen2 family 14-pixel ones.
+        patch = 16 if _arch(tiny_dir) == "qwen3_vl" else 14
+        assert inputs["pixel_values"].shape[1] == 3 * 2 * patch * patch
         with torch.no_grad():
             logits.append(model(**inputs).logits[0, -1])
     assert not torch.allclose(logits[0], logits[1])
@@ -62,6 +78,25 @@ def test_think_tags_are_ordinary_tokens_that_survive_decoding(tiny_dir):
     decoded = tokenizer.decode(ids, skip_special_tokens=True)
     assert decoded.startswith("<think>lungs clear</think>")
     assert "<|im_end|>" not in tokenizer.decode(ids + [tokenizer.eos_token_id], skip_special_tokens=True)
+
+
+def test_image_token_types_follow_left_padding(tiny_dir):
+    """TRL's GRPO left-pads each prompt's ids itself but takes mm_token_type_ids from one padded processor call:
+    both must mark the same positions, or M-RoPE positions in the loss forward are wrong (Qwen3-VL fails)."""
+    from trl.trainer.utils import pad
+
+    from unirg.models.loading import load_processor
+
+    processor = load_processor(str(tiny_dir))
+    texts = [processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": words}]}],
+        add_generation_prompt=True, tokenize=False) for words in ("Report.", "Write the full report, please.")]
+    image = Image.new("RGB", (112, 112), (90, 90, 90))
+    each = [processor(text=[text], images=[image], return_tensors="pt")["input_ids"][0] for text in texts]
+    assert len(each[0]) != len(each[1])
+    prompt_ids = pad(each, padding_value=processor.tokenizer.pad_token_id, padding_side="left")
+    types = processor(text=texts, images=[image, image], padding=True, return_tensors="pt")["mm_token_type_ids"]
+    assert torch.equal(types == 1, prompt_ids == processor.image_token_id)
 
 
 def test_tied_head_and_eos(tiny_dir):

@@ -47,6 +47,12 @@ def load_processor(name_or_path: str, trust_remote_code: bool = False):
     if not hasattr(processor, "image_processor"):
         raise RecipeError(f"model.name_or_path: {name_or_path} has no image processor (AutoProcessor returned "
                           f"{type(processor).__name__}); unirg trains vision-language models")
+    # Left padding, as TRL's GRPOTrainer loads a processor itself: it left-pads the prompt ids but takes
+    # `mm_token_type_ids` from a processor call with the processor's own padding side. With right padding the
+    # image run of a shorter prompt is misplaced, so M-RoPE positions in the loss forward are wrong (Qwen2-VL,
+    # silently) or do not fit the mask (Qwen3-VL: "shape mismatch" in get_rope_index). SFT's collator sets its
+    # padding side per call and is unaffected.
+    processor.tokenizer.padding_side = "left"
     return processor
 
 
