@@ -84,14 +84,14 @@ def test_trainer_config_refuses_more_than_one_gpu_per_process_and_zero_workers()
         ClusterConfig(trainer_workers=0)
 
 
-def test_budget_adds_trainers_rollout_workers_and_one_reward_actor_per_rank() -> None:
+def test_budget_adds_trainers_rollout_workers_and_one_shared_reward_actor_per_plugin() -> None:
     cluster = ClusterConfig(trainer_workers=2, trainer_cpus_per_worker=2, rollout_cpus_per_worker=1,
                             rollout_gpus_per_worker=1, ray_rewards=["bertscore", "radgraph"],
                             reward_cpus_per_worker=0.5, reward_gpus_per_worker=0.25)
     budget = resource_budget(cluster, RolloutConfig(backend="vllm_ray", num_workers=3), gpus_per_trainer=1)
-    assert reward_actor_count(cluster) == 4
-    assert budget["CPU"] == 2 * 2 + 3 * 1 + 4 * 0.5
-    assert budget["GPU"] == 2 * 1 + 3 * 1 + 4 * 0.25
+    assert reward_actor_count(cluster) == 2
+    assert budget["CPU"] == 2 * 2 + 3 * 1 + 2 * 0.5
+    assert budget["GPU"] == 2 * 1 + 3 * 1 + 2 * 0.25
     assert len(budget["parts"]) == 3
 
 
@@ -103,11 +103,11 @@ def test_budget_leaves_out_rollout_workers_of_in_process_backends() -> None:
 def test_check_budget_names_each_group_when_the_cluster_is_short() -> None:
     cluster = ClusterConfig(trainer_workers=2, ray_rewards=["chexpert_f1"])
     budget = resource_budget(cluster, RolloutConfig(backend="vllm_ray", num_workers=2), 0)
-    check_budget(budget, {"CPU": 6.0})
+    check_budget(budget, {"CPU": 5.0})
     with pytest.raises(ClusterError) as error:
         check_budget(budget, {"CPU": 4.0})
     message = str(error.value)
-    assert "needs 6 CPU" in message and "4 CPU" in message
+    assert "needs 5 CPU" in message and "4 CPU" in message
     for field in ("cluster.trainer_", "rollout.num_workers", "cluster.ray_rewards"):
         assert field in message
 

@@ -53,3 +53,9 @@ def test_plugin_failing_every_call_stops_the_run_naming_it(outcome: dict) -> Non
 
 def test_unknown_ray_reward_name_is_reported(outcome: dict) -> None:
     assert "lenght" in outcome["unknown_name_error"]
+
+
+def test_ranks_of_one_run_share_one_reward_actor(outcome: dict) -> None:
+    assert outcome["shared_scores"] == [[1.0, 2.0, 3.0, 4.0, 5.0]] * 2
+    assert outcome["shared_same_actor"]
+    assert outcome["other_run_other_actor"]

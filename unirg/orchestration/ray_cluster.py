@@ -93,8 +93,8 @@ def trainer_bundles(cluster: ClusterConfig, gpus_per_worker: float) -> list[dict
 
 
 def reward_actor_count(cluster: ClusterConfig) -> int:
-    """Reward actors a run starts: each trainer rank scores its own completions through its own actor."""
-    return len(cluster.ray_rewards) * cluster.trainer_workers
+    """Reward actors a run starts: one per plugin, shared by every trainer rank."""
+    return len(cluster.ray_rewards)
 
 
 def resource_budget(cluster: ClusterConfig, rollout: RolloutConfig, gpus_per_trainer: float) -> dict[str, Any]:

@@ -10,11 +10,14 @@ with the wrapped function's `__name__`, so it drops into `GRPOTrainer(reward_fun
   its samples (TRL leaves those samples out of the reward) and is counted and logged; a dead or stuck actor
   is replaced before the next batch;
 - `cluster.reward_max_consecutive_failures` failed calls in a row stop the run with a `RewardError` that
-  names the plugin.
+  names the plugin;
+- with a `run_key`, the actor is a named one that every trainer rank of the run finds and shares, so a
+  model-based metric is loaded once per run, not once per rank.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +28,8 @@ from unirg.rollout.config import ClusterConfig
 
 logger = logging.getLogger(__name__)
 
+# Ray namespace of the shared reward actors, so their names never clash with a user's own actors.
+_NAMESPACE = "unirg"
 # Reward keyword arguments that live in the trainer process only (TRL 1.16 GRPOTrainer._calculate_rewards).
 _TRAINER_ONLY = {"log_metric", "log_extra", "environments"}
 
@@ -47,8 +52,9 @@ class RayReward:
     """A TRL reward callable that forwards to a reward plugin living in a Ray actor (see the module docstring)."""
 
     def __init__(self, reward_func: Callable[..., list[float | None]], cluster: ClusterConfig,
-                 name: str | None = None) -> None:
+                 name: str | None = None, shared_name: str | None = None) -> None:
         self.reward_func = reward_func
+        self.shared_name = shared_name
         self.cluster = cluster
         self.__name__ = name or getattr(reward_func, "__name__", type(reward_func).__name__)
         self.calls = 0
@@ -64,8 +70,12 @@ class RayReward:
 
         if self._actor is None:
             ensure_ray(self.cluster)
-            self._actor = ray.remote(RewardHost).options(max_restarts=0, **reward_actor_options(self.cluster)).remote(
-                self.reward_func)
+            options = dict(max_restarts=0, **reward_actor_options(self.cluster))
+            if self.shared_name:
+                # The first rank to get here creates it; the others (and this rank after a replacement)
+                # attach to the same actor.
+                options.update(name=self.shared_name, namespace=_NAMESPACE, get_if_exists=True)
+            self._actor = ray.remote(RewardHost).options(**options).remote(self.reward_func)
         return self._actor
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
@@ -127,15 +137,31 @@ class RayReward:
         return {"calls": self.calls, "failed_calls": self.failed_calls, "failed_samples": self.failed_samples}
 
 
-def wrap_ray_rewards(reward_funcs: list[Callable[..., Any]], cluster: ClusterConfig) -> list[Callable[..., Any]]:
-    """Replace the plugins named in `cluster.ray_rewards` by `RayReward` wrappers; keep the others as they are."""
+def shared_actor_name(run_key: str, reward_name: str) -> str:
+    """Name of the reward actor every rank of one run shares (Ray actor names are cluster-wide)."""
+    digest = hashlib.sha256(run_key.encode()).hexdigest()[:12]
+    return f"unirg-reward-{digest}-{reward_name}"
+
+
+def wrap_ray_rewards(reward_funcs: list[Callable[..., Any]], cluster: ClusterConfig,
+                     run_key: str | None = None) -> list[Callable[..., Any]]:
+    """Replace the plugins named in `cluster.ray_rewards` by `RayReward` wrappers; keep the others as they are.
+
+    `run_key` (the run folder) makes each wrapped plugin's actor shared by every rank of that run.
+    """
     names = {getattr(f, "__name__", type(f).__name__) for f in reward_funcs}
     unknown = sorted(set(cluster.ray_rewards) - names)
     if unknown:
         raise RewardError(f"cluster.ray_rewards names {unknown}, which are not among the recipe's rewards "
                           f"{sorted(names)}")
-    return [RayReward(f, cluster) if getattr(f, "__name__", type(f).__name__) in cluster.ray_rewards else f
-            for f in reward_funcs]
+    wrapped = []
+    for f in reward_funcs:
+        name = getattr(f, "__name__", type(f).__name__)
+        if name not in cluster.ray_rewards:
+            wrapped.append(f)
+            continue
+        wrapped.append(RayReward(f, cluster, shared_name=shared_actor_name(run_key, name) if run_key else None))
+    return wrapped
 
 
 def _is_per_sample(value: Any, count: int) -> bool:

@@ -98,7 +98,7 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
     if recipe.cluster.ray_rewards:
         from unirg.rollout.reward_actor import wrap_ray_rewards
 
-        reward_funcs = wrap_ray_rewards(reward_funcs, recipe.cluster)
+        reward_funcs = wrap_ray_rewards(reward_funcs, recipe.cluster, run_key=str(Path(run_dir).resolve()))
     use_tensorboard_dir(run_dir / "tensorboard")
     trainer = ResumableGRPOTrainer(
         model=policy,

@@ -56,6 +56,15 @@ def main() -> None:
     except RewardError as error:
         out["unknown_name_error"] = str(error)
     out["isinstance"] = isinstance(ok, RayReward)
+    # Two trainer ranks of one run wrap the same plugin: they must reach one actor, not two.
+    one = cluster.model_copy(update={"ray_rewards": ["length"]})
+    rank0, = wrap_ray_rewards([length], one, run_key="runs/shared")
+    rank1, = wrap_ray_rewards([length], one, run_key="runs/shared")
+    other, = wrap_ray_rewards([length], one, run_key="runs/other")
+    out["shared_scores"] = [rank0(completions, reference=references), rank1(completions, reference=references)]
+    ids = [w._host()._actor_id.hex() for w in (rank0, rank1, other)]
+    out["shared_same_actor"] = ids[0] == ids[1]
+    out["other_run_other_actor"] = ids[0] != ids[2]
     emit(out)
 
 
