@@ -12,7 +12,7 @@ STAMP := $(VENV)/.unirg-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup setup-vllm rl test lint clean bench submit fuzz
+.PHONY: setup setup-vllm setup-gpu rl test lint clean bench submit fuzz gpu-check
 
 setup: $(STAMP)
 
@@ -77,3 +77,22 @@ submit: setup
 # Property tests with many more examples than CI runs (nightly-style).
 fuzz: setup
 	UNIRG_FUZZ_EXAMPLES=$${UNIRG_FUZZ_EXAMPLES:-5000} $(BIN)/python -m pytest -q tests/recipes/test_recipe_fuzz.py tests/rewards/test_parser.py tests/rewards/test_plugins.py -k "never or arbitrary or deterministic or overrides_load"
+
+# The GPU profile: official vLLM (the `gpu` extra) beside the CUDA build of torch, in its own venv.
+# `make gpu-check` runs there every check only a GPU can run (colocated vLLM with sleep mode, NCCL between
+# trainer ranks and to rollout engines) and prints a table; it exits non-zero on any mismatch.
+GPU_VENV ?= .venv-gpu
+GPU_BIN := $(GPU_VENV)/bin
+GPU_STAMP := $(GPU_VENV)/.unirg-installed
+
+setup-gpu: $(GPU_STAMP)
+
+$(GPU_STAMP): pyproject.toml
+	test -x $(GPU_BIN)/python || $(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_BIN)/python -m pip install --quiet --upgrade pip
+	$(GPU_BIN)/python -m pip install --quiet -e ".[gpu,dev]"
+	$(GPU_BIN)/python -c "import torch, vllm; assert torch.cuda.is_available(), 'no CUDA device'; print('vllm', vllm.__version__, 'torch', torch.__version__)"
+	touch $(GPU_STAMP)
+
+gpu-check: setup-gpu
+	$(GPU_BIN)/python -m unirg.gpu_check --out runs/gpu-check $(ARGS)
