@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 
 from unirg.run_folder import mark_checkpoint_complete, read_rows, write_text_atomically
 
-# Keys copied from TRL's logs into metrics.jsonl (plus every rewards/<name>/... key).
+# Keys copied from TRL's logs into metrics.jsonl (plus every rewards/<name>/... and sampling/... key).
 _KEPT_KEYS = ("loss", "reward", "reward_std", "kl", "entropy", "completions/mean_length", "learning_rate",
               "grad_norm", "frac_reward_zero_std")
 
@@ -43,7 +43,8 @@ class MetricsFileCallback(TrainerCallback):
             return
         row: dict[str, Any] = {"step": state.global_step}
         for key, value in logs.items():
-            if key in _KEPT_KEYS or key.startswith("rewards/"):
+            # sampling/*: vLLM-vs-policy importance-sampling ratios; near 0 means broken rollouts.
+            if key in _KEPT_KEYS or key.startswith(("rewards/", "sampling/")):
                 row[key] = _number(value)
         if self._step_seconds is not None:
             row["step_time"] = round(self._step_seconds, 4)
