@@ -212,3 +212,56 @@ def write_rexgradient(root: Path) -> Path:
     DatasetDict({"train": split_rows("train", 3), "valid": split_rows("valid", 2),
                  "test": split_rows("test", 1)}).save_to_disk(str(root / "hf"))
     return root / "hf"
+
+
+# ---------------------------------------------------------------- larger layouts for mixture tests
+
+def write_mimic_many(root: Path, n: int, lateral_only: tuple[int, ...] = (), missing_report: tuple[int, ...] = ()) -> Path:
+    """MIMIC-CXR-JPG with `n` training studies, each a LATERAL listed before a PA (or a lateral alone).
+
+    Study i has id 5{i:07d}; studies in `lateral_only` have no frontal image, those in `missing_report`
+    have no report file (a bad row).
+    """
+    metadata, splits = [], []
+    for i in range(n):
+        subject, study = f"1{i:07d}", f"5{i:07d}"
+        folder = root / "files" / f"p{subject[:2]}" / f"p{subject}"
+        views = [(f"lat{i}", "LATERAL")] + ([] if i in lateral_only else [(f"pa{i}", "PA")])
+        for dicom, view in views:
+            write_jpg(folder / f"s{study}" / f"{dicom}.jpg", size=40)
+            metadata.append({"dicom_id": dicom, "subject_id": subject, "study_id": study, "ViewPosition": view,
+                             "StudyDate": "21800101", "StudyTime": "101500.000"})
+            splits.append({"dicom_id": dicom, "study_id": study, "subject_id": subject, "split": "train"})
+        if i not in missing_report:
+            (folder / f"s{study}.txt").write_text(MIMIC_REPORT_BOTH)
+    write_csv(root / "mimic-cxr-2.0.0-metadata.csv", metadata)
+    write_csv(root / "mimic-cxr-2.0.0-split.csv", splits)
+    return root
+
+
+def write_chexpert_plus_many(root: Path, n: int) -> Path:
+    """CheXpert Plus with `n` training studies, each a lateral row listed before its frontal (PA) row."""
+    rows = []
+    for i in range(n):
+        for name, frontal_lateral, ap_pa in (("view2_lateral", "Lateral", ""), ("view1_frontal", "Frontal", "PA")):
+            path = f"train/patient{i:05d}/study1/{name}.jpg"
+            write_png(root / "PNG" / Path(path).with_suffix(".png"), size=40)
+            rows.append({"path_to_image": path, "frontal_lateral": frontal_lateral, "ap_pa": ap_pa,
+                         "deid_patient_id": f"patient{i:05d}", "patient_report_date_order": 1,
+                         "section_findings": "Clear lungs.", "section_impression": "Normal.", "split": "train"})
+    return write_csv(root / "df_chexpert_plus_240401.csv", rows)
+
+
+def write_iu_csv_many(root: Path, n: int) -> Path:
+    """IU X-ray CSV release with `n` studies (about 70% land in train), lateral projection listed first."""
+    reports, projections = [], []
+    for uid in range(1, n + 1):
+        reports.append({"uid": uid, "indication": "Chest pain.", "comparison": "None.",
+                        "findings": "The heart is normal in size.", "impression": "No acute disease."})
+        for view, suffix in (("Lateral", "2001"), ("Frontal", "1001")):
+            name = f"{uid}_IM-{uid:04d}-{suffix}.dcm.png"
+            projections.append({"uid": uid, "filename": name, "projection": view})
+            write_png(root / "images" / "images_normalized" / name, size=40)
+    write_csv(root / "indiana_reports.csv", reports)
+    write_csv(root / "indiana_projections.csv", projections)
+    return root
