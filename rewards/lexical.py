@@ -10,8 +10,12 @@ from functools import lru_cache
 
 
 def rexrank_tokens(text: str) -> list[str]:
-    """ReXrank's BLEU tokenization: lower-case, '.' becomes ' .', split on spaces."""
-    return text.lower().replace(".", " .").split()
+    """ReXrank's BLEU tokenization: lower-case, '.' becomes ' .', split on single spaces, empty pieces dropped.
+
+    Only the space character separates tokens, as on the leaderboard: a line break or a tab stays inside
+    its token ("effusion.\nheart" gives "effusion", ".\nheart").
+    """
+    return [token for token in text.lower().replace(".", " .").split(" ") if token]
 
 
 def _ngrams(tokens: list[str], n: int) -> Counter:
@@ -19,18 +23,23 @@ def _ngrams(tokens: list[str], n: int) -> Counter:
 
 
 def sentence_bleu(hypothesis: list[str], reference: list[str], max_n: int) -> float:
-    """Sentence BLEU with uniform weights and smoothing method 1 (epsilon 0.1 for zero n-gram matches)."""
+    """Sentence BLEU with uniform weights and smoothing method 1, as nltk's sentence_bleu (and fast-bleu).
+
+    No shared unigram gives 0 (nltk returns 0 before smoothing); otherwise a precision with no match
+    becomes 0.1 / max(1, count), so a one-token report matching a two-token reference scores
+    exp(1 - 2) * sqrt(0.1) ≈ 0.116 rather than 0.
+    """
     if not hypothesis or not reference:
         return 0.0
     log_precision = 0.0
     for n in range(1, max_n + 1):
         hyp = _ngrams(hypothesis, n)
-        total = sum(hyp.values())
-        if total == 0:
-            # Shorter than n tokens: nltk returns 0 for the whole score.
-            return 0.0
         ref = _ngrams(reference, n)  # counted once per n, not once per hypothesis n-gram
         matches = sum(min(count, ref[gram]) for gram, count in hyp.items())
+        if n == 1 and matches == 0:
+            return 0.0
+        # nltk's modified precision has denominator max(1, count): a report shorter than n still counts.
+        total = max(1, sum(hyp.values()))
         precision = (matches if matches else 0.1) / total
         log_precision += math.log(precision) / max_n
     ratio = len(hypothesis) / len(reference)

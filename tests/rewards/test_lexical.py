@@ -79,6 +79,47 @@ def test_bleu2_table(hyp, ref, expected):
     assert bleu2([hyp], [ref]) == pytest.approx([expected], abs=1e-12)
 
 
+# Edge cases pinned to the upstream packages: fast-bleu 0.0.90 BLEU({"b": (1/2, 1/2)}) (what CXR-Report-Metric
+# runs) and nltk 3.10.4 sentence_bleu(weights=(1/2, 1/2), SmoothingFunction().method1), on CXR-Report-Metric's
+# prep_reports tokens. Both packages gave these values (to 1e-16).
+BLEU2_UPSTREAM = [
+    ("Pneumothorax.", "No effusion", 0.0),                                # no shared unigram: 0, not 0.0707
+    ("heart lungs", "clear sky", 0.0),
+    ("Effusion", "Effusion.", 0.11633369384516794),                       # one token: smoothed, not 0
+    ("cardiomegaly", "No cardiomegaly", 0.11633369384516794),
+    ("effusion", "effusion", 0.3162277660168379),
+    ("effusion", "small left effusion is seen .", 0.002130725927060654),
+    ("...", "Mild.", 0.12909944487358058),
+    ("Effusion.", "Small left pleural effusion.", 0.22313016014842982),
+    ("No effusion.\nHeart normal.", "No effusion. Heart normal.", 0.5178107940302672),   # split on spaces only
+    ("Mild\tcardiomegaly.\nNo edema.", "Mild cardiomegaly. No edema.", 0.24761510494160163),
+    ("No  effusion.   Heart   normal.", "No effusion. Heart normal.", 1.0),  # empty pieces dropped
+    ("", "Mild cardiomegaly.", 0.0),
+    ("Mild cardiomegaly.", "", 0.0),
+]
+
+
+@pytest.mark.parametrize(("hyp", "ref", "expected"), BLEU2_UPSTREAM)
+def test_bleu2_edge_cases_match_fast_bleu_and_nltk(hyp, ref, expected):
+    assert bleu2([hyp], [ref]) == pytest.approx([expected], abs=1e-12)
+
+
+def test_bleu2_equals_installed_nltk_on_varied_text():
+    import random
+
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    words = "no pleural effusion . mild cardiomegaly\nheart lungs clear  right left\t".split(" ")
+    rng = random.Random(3)
+    for _ in range(200):
+        hyp = " ".join(rng.choices(words, k=rng.randint(0, 12)))
+        ref = " ".join(rng.choices(words, k=rng.randint(0, 12)))
+        tokens = [[t for t in x.lower().replace(".", " .").split(" ") if t] for x in (hyp, ref)]
+        expected = sentence_bleu([tokens[1]], tokens[0], weights=(0.5, 0.5),
+                                 smoothing_function=SmoothingFunction().method1) if all(tokens) else 0.0
+        assert bleu2([hyp], [ref]) == pytest.approx([float(expected)], abs=1e-12), (hyp, ref)
+
+
 def test_bleu4_identical_and_disjoint():
     text = "Mild cardiomegaly with small bilateral pleural effusions."
     assert bleu4([text], [text]) == [pytest.approx(1.0)]
