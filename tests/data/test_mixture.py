@@ -101,3 +101,11 @@ def test_key_image_is_the_frontal_view_and_lateral_only_studies_fall_back(layout
             assert Path(paths[0]).name.startswith(("pa", "view1_frontal")) or "-1001" in paths[0], paths
     summary = json.loads((tmp_path / "data_summary.json").read_text())
     assert [summary[name]["no_frontal_view"] for name in layouts] == [1, 0, 0]
+
+
+def test_data_check_reads_each_dataset_of_a_mixture(layouts, tmp_path) -> None:
+    from unirg.data.loading import read_splits
+
+    splits = read_splits(mixture(layouts), tmp_path)
+    assert sorted(splits) == ["chexpert_plus/train", "iu_xray/train", "mimic_cxr/train"]
+    assert len(splits["mimic_cxr/train"][0]) == N_MIMIC and splits["mimic_cxr/train"][1] == []
