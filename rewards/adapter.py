@@ -1,4 +1,16 @@
-"""Turn a reward plugin into a TRL reward function: inputs by name, timing, sub-scores and fault counting."""
+"""Turn a reward plugin into a TRL reward function: inputs by name, timing, sub-scores, fault counting, missing scores.
+
+Missing scores: TRL 1.16 turns a None into NaN and sums the weighted rewards with `nansum`, so a
+completion whose score from one reward is missing gets 0 for that reward: against the other
+completions of its group it loses that reward's whole weight (0.5 for the UniRG judge). The adapter
+therefore replaces a missing score by the mean of that reward over the other completions of the same
+prompt in the batch (the group TRL normalises the advantage in), which leaves that completion's
+advantage from this reward at 0. A group where no completion has a score keeps None for all of them:
+TRL then adds the same 0 to every member, which does not change any advantage. Completions are grouped
+by their prompt's text plus the `reference` and `study_id` columns when present; without TRL's
+`prompts` argument (a direct call) nothing is filled. The number filled is logged as
+`rewards/<name>/filled`.
+"""
 
 from __future__ import annotations
 
@@ -124,6 +136,36 @@ class TRLReward:
             return None
         return number
 
+    @staticmethod
+    def _group_keys(count: int, columns: dict[str, Any]) -> list[tuple] | None:
+        """One key per completion naming its prompt group, or None when the call does not say (no `prompts`)."""
+        prompts = columns.get("prompts")
+        if prompts is None or len(prompts) != count:
+            return None
+        keyed = [completion_text(p) for p in prompts]
+        for column in ("reference", "study_id"):
+            values = columns.get(column)
+            if values is not None and len(values) == count:
+                keyed = [f"{k}\x00{v}" for k, v in zip(keyed, values, strict=True)]
+        return [(k,) for k in keyed]
+
+    def fill_missing(self, scores: list[float | None], columns: dict[str, Any]) -> tuple[list[float | None], int]:
+        """Scores with each None replaced by its group's mean of the present scores (see the module docstring)."""
+        keys = self._group_keys(len(scores), columns)
+        if keys is None or all(s is not None for s in scores):
+            return scores, 0
+        present: dict[tuple, list[float]] = {}
+        for key, score in zip(keys, scores, strict=True):
+            if score is not None:
+                present.setdefault(key, []).append(score)
+        filled = list(scores)
+        count = 0
+        for index, (key, score) in enumerate(zip(keys, scores, strict=True)):
+            if score is None and present.get(key):
+                filled[index] = sum(present[key]) / len(present[key])
+                count += 1
+        return filled, count
+
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         log_metric = kwargs.get("log_metric")
         if not self._setup_done:
@@ -146,7 +188,9 @@ class TRLReward:
         else:
             self.consecutive_failures = 0
             scores = [self._clean(v) for v in output]
+        scores, filled = self.fill_missing(scores, kwargs)
         if log_metric is not None:
+            log_metric(f"rewards/{self.__name__}/filled", float(filled))
             log_metric(f"rewards/{self.__name__}/seconds", time.perf_counter() - started)
             log_metric(f"rewards/{self.__name__}/faults", float(self.faults))
             for part, values in parts.items():
