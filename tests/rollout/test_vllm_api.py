@@ -151,7 +151,7 @@ self.llm.collective_rpc("no_such_worker_method")
     assert [problem.split(":")[1] for problem in problems] == ["4", "5", "6", "7", "8", "9", "10"], problems
 
 
-def test_engine_arguments_are_engine_args_fields() -> None:
+def test_engine_arguments_are_engine_args_fields(tmp_path) -> None:
     from vllm.engine.arg_utils import EngineArgs
 
     from unirg.rollout.config import ClusterConfig, RolloutConfig
@@ -160,7 +160,8 @@ def test_engine_arguments_are_engine_args_fields() -> None:
     rollout = RolloutConfig(backend="vllm_ray", max_model_len=512)
     for cluster in (ClusterConfig(), ClusterConfig(rollout_gpus_per_worker=1), ClusterConfig(rollout_gpus_per_worker=2)):
         kwargs = engine_kwargs(rollout, cluster, max_num_seqs=8)
-        EngineArgs(model="model", **kwargs, seed=0)  # a dataclass: an unknown field raises TypeError
+        # A dataclass: an unknown field raises TypeError. A local folder: offline, vLLM resolves hub ids.
+        EngineArgs(model=str(tmp_path), **kwargs, seed=0)
         assert _bind(vllm.LLM, 0, ["model", *kwargs, "seed"], unbound_method=False) is None
 
 

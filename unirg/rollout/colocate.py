@@ -42,6 +42,7 @@ with warnings.catch_warnings():
 from unirg.errors import UnirgError
 from unirg.rollout.config import RolloutConfig
 from unirg.rollout.generation import add_tied_head, check_cpu_head_size
+from unirg.rollout.trainer_hooks import attach_generation, check_trainer_for_vllm, generation_arguments
 from unirg.rollout.worker import CPU_ENGINE_ENV, collapse_runs
 
 logger = logging.getLogger(__name__)
@@ -261,42 +262,19 @@ def install_colocated_rollout(trainer: Any, rollout: RolloutConfig) -> Colocated
     syncs weights before each new step's generation and applies its importance-sampling correction.
     """
     args = trainer.args
-    if getattr(trainer, "use_vllm", False):
-        raise UnirgError("install_colocated_rollout needs a GRPOTrainer built with GRPOConfig(use_vllm=False): "
-                         "with use_vllm=True TRL has already started its own vLLM engine.")
-    if (trainer.loss_type == "vespo" and args.vllm_importance_sampling_correction
-            and args.vllm_importance_sampling_mode not in ("token_truncate", "token_mask")):
-        # The check GRPOTrainer makes itself only when it was built with use_vllm=True.
-        raise UnirgError("loss_type 'vespo' needs grpo.vllm_importance_sampling_mode 'token_truncate' or "
-                         f"'token_mask', got {args.vllm_importance_sampling_mode!r}")
+    check_trainer_for_vllm(trainer, "install_colocated_rollout")
     on_gpu = trainer.accelerator.device.type == "cuda"
     tensor_parallel_size = rollout.tensor_parallel_size if on_gpu else 1
     generation = ColocatedVLLMGeneration(
-        model=trainer.model,
-        accelerator=trainer.accelerator,
-        processing_class=trainer.processing_class,
+        **generation_arguments(trainer),
         rollout=rollout,
         mode="colocate",
         structured_outputs_regex=args.vllm_structured_outputs_regex,
         tensor_parallel_size=tensor_parallel_size,
         gpu_memory_utilization=rollout.gpu_memory_utilization,
-        max_model_length=args.vllm_max_model_length,
         max_num_seqs=args.per_device_train_batch_size * tensor_parallel_size * args.steps_per_generation,
         # vLLM's CPU backend has no sleep mode.
         enable_sleep_mode=rollout.sleep_mode and on_gpu,
-        model_impl=args.vllm_model_impl,
-        trust_remote_code=args.trust_remote_code,
-        repetition_penalty=trainer.repetition_penalty,
-        temperature=trainer.temperature,
-        top_p=trainer.top_p,
-        top_k=trainer.top_k,
-        min_p=trainer.min_p,
-        max_completion_length=trainer.max_completion_length,
-        logprobs=0,  # the sampled token's logprob: what the importance-sampling correction uses
-        generation_kwargs=args.generation_kwargs,
     )
-    trainer.vllm_generation = generation
-    trainer.use_vllm = True
-    trainer.vllm_mode = "colocate"  # TRL's tool loop then reads the context length from the engine
-    trainer._last_loaded_step = -1  # GRPOTrainer syncs weights when global_step differs from this
+    attach_generation(trainer, generation, "colocate")
     return generation

@@ -37,6 +37,7 @@ with warnings.catch_warnings():
 
 from unirg.errors import UnirgError
 from unirg.rollout.config import ClusterConfig, RolloutConfig
+from unirg.rollout.trainer_hooks import attach_generation, check_trainer_for_vllm, generation_arguments
 from unirg.rollout.weight_transfer import CollectiveWeightSync, drain, tensor_meta
 from unirg.rollout.worker import (
     CPU_ENGINE_ENV,
@@ -569,39 +570,15 @@ def install_ray_rollout(trainer: Any, rollout: RolloutConfig, cluster: ClusterCo
     new step's generation and applies its vLLM importance-sampling correction to the workers' logprobs.
     """
     args = trainer.args
-    if getattr(trainer, "use_vllm", False):
-        raise UnirgError("install_ray_rollout needs a GRPOTrainer built with GRPOConfig(use_vllm=False): with "
-                         "use_vllm=True TRL has already started its own vLLM engine in the trainer process.")
-    if (trainer.loss_type == "vespo" and args.vllm_importance_sampling_correction
-            and args.vllm_importance_sampling_mode not in ("token_truncate", "token_mask")):
-        # The check GRPOTrainer makes itself only when it was built with use_vllm=True.
-        raise UnirgError("loss_type 'vespo' needs grpo.vllm_importance_sampling_mode 'token_truncate' or "
-                         f"'token_mask', got {args.vllm_importance_sampling_mode!r}")
+    check_trainer_for_vllm(trainer, "install_ray_rollout")
     generation = RayVLLMGeneration(
-        model=trainer.model,
-        accelerator=trainer.accelerator,
-        processing_class=trainer.processing_class,
+        **generation_arguments(trainer),
         rollout=rollout,
         cluster=cluster,
         sync_dir=rollout.sync_dir or Path(args.output_dir) / "weight_sync",
         mode="ray",
-        max_model_length=args.vllm_max_model_length,
         max_num_seqs=args.per_device_train_batch_size * args.steps_per_generation,
-        model_impl=args.vllm_model_impl,
-        trust_remote_code=args.trust_remote_code,
-        repetition_penalty=trainer.repetition_penalty,
-        temperature=trainer.temperature,
-        top_p=trainer.top_p,
-        top_k=trainer.top_k,
-        min_p=trainer.min_p,
-        max_completion_length=trainer.max_completion_length,
-        logprobs=0,  # the sampled token's logprob: what the importance-sampling correction uses
-        generation_kwargs=args.generation_kwargs,
     )
-    trainer.vllm_generation = generation
-    trainer.use_vllm = True
-    # Not "colocate" or "server": TRL's tool loop then reads the context length from the model config.
-    trainer.vllm_mode = "ray"
-    trainer._last_loaded_step = -1  # GRPOTrainer syncs weights when global_step differs from this
+    attach_generation(trainer, generation, "ray")
     trainer.add_callback(_ShutdownRollout(generation))
     return generation
