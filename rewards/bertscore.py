@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,40 @@ def _patch_empty_input(tokenizer) -> None:
             return _tokenizer("", add_special_tokens=True)["input_ids"] if not ids else list(ids)
 
         tokenizer.build_inputs_with_special_tokens = special_only
+
+
+def _restore_prefix_space(tokenizer) -> None:
+    """Make `encode(..., add_prefix_space=True)` prepend a space again, as bert-score relies on.
+
+    bert-score encodes every sentence of a RoBERTa/GPT-2 tokenizer with add_prefix_space=True, so the first
+    word gets the same byte-level token as any other word ("ĠNo", not "No"). transformers 5 tokenizers take
+    the keyword and ignore it, which changes the first token of every report. bert-score strips each
+    sentence before encoding, so one leading space is exactly what the option used to add.
+    """
+    from transformers import GPT2Tokenizer, RobertaTokenizer
+
+    if not isinstance(tokenizer, (GPT2Tokenizer, RobertaTokenizer)):
+        return
+    probe = tokenizer.encode("a", add_special_tokens=False, add_prefix_space=True)
+    if tokenizer.convert_ids_to_tokens(probe)[:1] != tokenizer.convert_ids_to_tokens(
+            tokenizer.encode("a", add_special_tokens=False))[:1]:
+        return  # the keyword is honoured (transformers 4): nothing to restore
+    encode = tokenizer.encode
+
+    def encode_with_prefix_space(text, *args, add_prefix_space: bool = False, **kwargs):
+        if add_prefix_space and isinstance(text, str) and text and not text[0].isspace():
+            text = " " + text
+        return encode(text, *args, **kwargs)
+
+    tokenizer.encode = encode_with_prefix_space
+
+
+_SPACES = re.compile(r" +")
+
+
+def collapse_spaces(text: str) -> str:
+    """Runs of spaces to one space, as CXR-Report-Metric does to both sides before BERTScore."""
+    return _SPACES.sub(" ", text)
 
 
 class BERTScore(RewardPlugin):
@@ -162,6 +197,7 @@ class BERTScore(RewardPlugin):
         except OSError as error:
             raise RewardError(f"reward 'bertscore': cannot load the model from {model}: {error}") from None
         _patch_empty_input(self._scorer._tokenizer)
+        _restore_prefix_space(self._scorer._tokenizer)
         if self.rescale_with_baseline:
             with warnings.catch_warnings():  # bert-score wraps a read-only pandas array; harmless
                 warnings.simplefilter("ignore", UserWarning)
@@ -174,7 +210,8 @@ class BERTScore(RewardPlugin):
         if self.idf:
             self._scorer.compute_idf(list(references))
         # bert-score truncates at the model's maximum length; empty strings score via special tokens only.
-        _, _, f1 = self._scorer.score([r if isinstance(r, str) else "" for r in reports],
-                                      [r if isinstance(r, str) else "" for r in references], verbose=False,
-                                      batch_size=self.batch_size)
+        # Runs of spaces collapsed on both sides, as the leaderboard's scorer does before bert-score.
+        _, _, f1 = self._scorer.score([collapse_spaces(r) if isinstance(r, str) else "" for r in reports],
+                                      [collapse_spaces(r) if isinstance(r, str) else "" for r in references],
+                                      verbose=False, batch_size=self.batch_size)
         return [min(float(v), 1.0) if math.isfinite(float(v)) else None for v in f1.tolist()]
