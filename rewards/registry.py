@@ -66,6 +66,9 @@ _BUILTIN_INFOS = (
     _builtin("radgraph_complete", "rewards.radgraph.plugins:RadGraphComplete", "RadGraph reward (complete)"),
     _builtin("ratescore", "rewards.ratescore:RaTEScoreReward", "RaTEScore; needs the ratescore extra"),
     _builtin("llm_errors", "rewards.llm_judge:LLMErrors", "1/(errors+1) from an LLM judge"),
+    _builtin("labeler_errors", "rewards.label_errors:LabelerErrors",
+             "1/(errors+1), errors = CheXpert-label disagreements with the reference (offline)",
+             inputs=("reports", "references", "reference_labels")),
 )
 BUILTINS: dict[str, str] = {info.name: info.target for info in _BUILTIN_INFOS}
 
