@@ -17,6 +17,18 @@ def register(subparsers) -> None:
     parser.add_argument("--recipe", help="Recipe whose held-out split is generated on.")
     parser.add_argument("--checkpoint", help="Model folder to generate with (default: the recipe's model).")
     parser.add_argument("--out", type=Path, default=Path("eval"), help="Folder for metrics.csv/json.")
+    parser.add_argument("--mode", choices=("sections", "rexrank"), default="sections",
+                        help="sections: headers stripped on both sides; rexrank: the leaderboard's protocol (raw "
+                             "completion against 'Findings: … Impression: …', 1/mean RadCliQ-v1).")
+    parser.add_argument("--metric-option", action="append", default=[], metavar="PLUGIN.KEY=VALUE",
+                        help="Option of a model metric, e.g. bertscore.model=/weights/distilroberta-base, "
+                             "bertscore.num_layers=5, radgraph_f1.model_path=/weights/radgraph (repeatable).")
+    parser.add_argument("--leaderboard", type=Path,
+                        help="Folder of ReXrank's published results CSVs (rexrank mode): prints where the result "
+                             "would rank.")
+    parser.add_argument("--test-set", default="mimiccxr",
+                        help="Leaderboard test set name in the CSV file names: iu_xray, mimiccxr, chexpertplus, "
+                             "gradienthealth (default mimiccxr).")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Recipe overrides.")
     parser.set_defaults(func=run)
 
@@ -24,7 +36,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Score, print the table, write metrics.csv and metrics.json."""
     from unirg.errors import UnirgError
-    from unirg.evaluation.metrics import evaluate_settings, print_tables, write_tables
+    from unirg.evaluation.metrics import MetricModels, print_tables, write_tables
+
+    models = MetricModels(parse_metric_options(args.metric_option))
 
     if args.predictions:
         from unirg.evaluation.predictions import read_predictions
@@ -34,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                     for r in rows]
         impressions = [r.reference_impression if r.reference_impression is not None else _impression_of(r.reference)
                        for r in rows]
-        settings = evaluate_settings([r.prediction for r in rows], findings, impressions)
+        settings = score_mode(args, [r.prediction for r in rows], findings, impressions, models)
     elif args.recipe:
         from unirg.evaluation.heldout import evaluate_checkpoint
         from unirg.recipe import load_recipe
@@ -43,10 +57,50 @@ def run(args: argparse.Namespace) -> int:
         settings = evaluate_checkpoint(recipe, args.checkpoint, args.out)
     else:
         raise UnirgError("give --predictions FILE.jsonl, or --recipe R (with --checkpoint C)")
+    if args.leaderboard is not None and args.mode == "rexrank":
+        from unirg.evaluation.rexrank import add_leaderboard_places
+
+        add_leaderboard_places(settings, args.leaderboard, args.test_set)
+        for name, table in settings.items():
+            place = table.get("leaderboard_place")
+            if place:
+                print(f"{name}: 1/RadCliQ-v1 {table['one_over_radcliq_v1']:.3f} would rank {place['place']} of "
+                      f"{place['of']} on ReXrank {args.test_set}")
+    for name, reason in models.unavailable.items():
+        print(f"{name}: not computed ({reason})")
     write_tables(settings, args.out)
     print_tables(settings)
     print(f"metrics written to {args.out / 'metrics.csv'} and {args.out / 'metrics.json'}")
     return 0
+
+
+def score_mode(args: argparse.Namespace, completions: list[str], findings: list[str], impressions: list[str],
+               models, reference_labels=None) -> dict:
+    """The tables of `args.mode` for completions and their reference sections."""
+    if args.mode == "rexrank":
+        from unirg.evaluation.rexrank import rexrank_settings
+
+        return rexrank_settings(completions, findings, impressions, models)
+    from unirg.evaluation.metrics import evaluate_settings
+
+    return evaluate_settings(completions, findings, impressions, reference_labels, models)
+
+
+def parse_metric_options(items: list[str]) -> dict[str, dict]:
+    """{plugin: {key: value}} from PLUGIN.KEY=VALUE strings; values read as YAML scalars (5 → int)."""
+    import yaml
+
+    from unirg.errors import UnirgError
+
+    options: dict[str, dict] = {}
+    for item in items:
+        name_key, sep, value = item.partition("=")
+        plugin, dot, key = name_key.partition(".")
+        if not sep or not dot or not plugin or not key:
+            raise UnirgError(f"--metric-option {item!r}: expected PLUGIN.KEY=VALUE, e.g. "
+                             "bertscore.model=/weights/distilroberta-base")
+        options.setdefault(plugin, {})[key] = yaml.safe_load(value)
+    return options
 
 
 def _findings_of(reference: str) -> str:

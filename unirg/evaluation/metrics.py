@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,12 +17,15 @@ from unirg.prompts.parser import parse_completion
 
 # Column order of metrics.csv and of the terminal table.
 METRIC_KEYS = ("n", "chexpert_micro_f1_14", "chexpert_macro_f1_14", "chexpert_micro_f1_5", "chexpert_macro_f1_5",
-               "bleu2", "bleu4", "rouge_l", "bertscore", "semb_score", "radgraph", "radcliq_v1", "mean_words",
+               "bleu2", "bleu4", "rouge_l", "bertscore", "semb_score", "radgraph", "radcliq_v1",
+               "one_over_radcliq_v1", "mean_words",
                "duplicate_rate")
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _mean(values: Sequence[float | None]) -> float | None:
+    """Mean of the scored reports; a report a model metric could not score (None, non-finite) is left out."""
+    kept = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(kept) / len(kept) if kept else None
 
 
 def duplicate_rate(reports: Sequence[str]) -> float:
@@ -35,22 +39,54 @@ def duplicate_rate(reports: Sequence[str]) -> float:
 MODEL_METRICS = {"bertscore": "bertscore", "semb_score": "semb_score", "radgraph": "radgraph_f1"}
 
 
-def _model_metric(name: str, predictions: Sequence[str], references: Sequence[str]) -> list[float] | None:
-    """Per-report scores of a model-based reward, or None when its weights (or package) are not here."""
-    from rewards.registry import instantiate
-    from unirg.errors import UnirgError
+class MetricModels:
+    """The model-based metric plugins of one evaluation, each loaded once and reused by every setting.
 
-    try:
-        plugin = instantiate(name, {})
-        getattr(plugin, "setup", lambda: None)()
+    `options` maps a plugin name to its options, e.g. {"bertscore": {"model": "/weights/distilroberta-base",
+    "num_layers": 5, "baseline_path": "/weights/distilroberta-base.tsv"}}, so local weight folders can be used.
+    """
+
+    def __init__(self, options: dict[str, dict[str, Any]] | None = None):
+        self.options = {name: dict(values) for name, values in (options or {}).items()}
+        unknown = sorted(set(self.options) - set(MODEL_METRICS.values()))
+        if unknown:
+            from unirg.errors import UnirgError
+
+            raise UnirgError(f"metric options for {', '.join(unknown)}: not a model metric of the table; "
+                             f"options go to {', '.join(sorted(MODEL_METRICS.values()))}")
+        self._plugins: dict[str, Any] = {}
+        self.unavailable: dict[str, str] = {}
+
+    def plugin(self, name: str):
+        """The set-up plugin, or None when its weights or package are missing (the reason kept in `unavailable`)."""
+        from rewards.registry import instantiate
+        from unirg.errors import UnirgError
+
+        if name in self._plugins:
+            return self._plugins[name]
+        if name in self.unavailable:
+            return None
+        try:
+            plugin = instantiate(name, self.options.get(name, {}))
+            getattr(plugin, "setup", lambda: None)()
+        except UnirgError as error:  # weights or package missing: the column stays empty
+            self.unavailable[name] = str(error).splitlines()[0]
+            return None
+        self._plugins[name] = plugin
+        return plugin
+
+    def score(self, name: str, predictions: Sequence[str], references: Sequence[str]) -> list[float | None] | None:
+        """Per-report scores (None where the metric gave no finite score), or None when unavailable."""
+        plugin = self.plugin(name)
+        if plugin is None:
+            return None
         scores = plugin.score(reports=list(predictions), references=list(references))
-    except UnirgError:  # weights or package missing: the column stays empty, as the table says
-        return None
-    return [float(v) for v in getattr(scores, "scores", scores)]
+        values = getattr(scores, "scores", scores)
+        return [float(v) if v is not None and math.isfinite(float(v)) else None for v in values]
 
 
 def score_reports(predictions: Sequence[str], references: Sequence[str],
-                  reference_labels: Sequence | None = None) -> dict[str, Any]:
+                  reference_labels: Sequence | None = None, models: MetricModels | None = None) -> dict[str, Any]:
     """Every metric that can be computed here for paired predicted and reference report texts.
 
     Model-based metrics (BERTScore, SembScore, RadGraph) are None unless their weights are available, and
@@ -69,16 +105,19 @@ def score_reports(predictions: Sequence[str], references: Sequence[str],
     table["bleu2"] = _mean(per_report_bleu2)  # ReXrank: mean of per-report BLEU-2
     table["bleu4"] = _mean(bleu4(predictions, references))
     table["rouge_l"] = _mean(rouge_l(predictions, references))
-    model_scores = {key: _model_metric(name, predictions, references) for key, name in MODEL_METRICS.items()}
+    models = models or MetricModels()
+    model_scores = {key: models.score(name, predictions, references) for key, name in MODEL_METRICS.items()}
     for key, scores in model_scores.items():
         table[key] = _mean(scores) if scores is not None else None
     table["radcliq_v1"] = None
     if all(scores is not None for scores in model_scores.values()):
         from rewards.radcliq import radcliq_v1
 
-        table["radcliq_v1"] = _mean([radcliq_v1(r, b, s, b2) for r, b, s, b2 in zip(
-            model_scores["radgraph"], model_scores["bertscore"], model_scores["semb_score"], per_report_bleu2,
-            strict=True)])
+        # A report with any sub-score missing (non-finite) has no RadCliQ-v1 and is left out of the mean.
+        table["radcliq_v1"] = _mean([radcliq_v1(r, b, s, b2) if None not in (r, b, s) else None
+                                     for r, b, s, b2 in zip(model_scores["radgraph"], model_scores["bertscore"],
+                                                            model_scores["semb_score"], per_report_bleu2,
+                                                            strict=True)])
     table["mean_words"] = _mean([len(p.split()) for p in predictions])
     table["duplicate_rate"] = duplicate_rate(predictions)
     return table
@@ -86,17 +125,23 @@ def score_reports(predictions: Sequence[str], references: Sequence[str],
 
 def evaluate_settings(completions: Sequence[str], reference_findings: Sequence[str],
                       reference_impressions: Sequence[str], reference_labels: Sequence | None = None,
-                      ) -> dict[str, dict[str, Any]]:
-    """The table per ReXrank setting: `findings` (findings sections) and `findings_impression` (whole report)."""
+                      models: MetricModels | None = None) -> dict[str, dict[str, Any]]:
+    """The table per ReXrank setting: `findings` (findings sections) and `findings_impression` (whole report).
+
+    Section headers are stripped on both sides (the `sections` mode); `rexrank_settings` scores as the
+    leaderboard does instead.
+    """
+    models = models or MetricModels()
     parsed = [parse_completion(c) for c in completions]
     full_refs = [" ".join(p for p in (f, i) if p) for f, i in zip(reference_findings, reference_impressions,
                                                                   strict=True)]
-    settings = {"findings_impression": score_reports([p.report for p in parsed], full_refs, reference_labels)}
+    settings = {"findings_impression": score_reports([p.report for p in parsed], full_refs, reference_labels,
+                                                     models)}
     with_findings = [i for i, f in enumerate(reference_findings) if f.strip()]
     if with_findings:
         settings["findings"] = score_reports(
             [parsed[i].findings or parsed[i].report for i in with_findings],
-            [reference_findings[i] for i in with_findings])
+            [reference_findings[i] for i in with_findings], models=models)
     return settings
 
 
