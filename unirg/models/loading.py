@@ -19,7 +19,14 @@ def tiny_model_dir(model: ModelConfig, cache_root: Path) -> Path:
 
 
 def resolve_model_path(model: ModelConfig, cache_root: Path, corpus: list[str] | None = None) -> str:
-    """Return what `from_pretrained` should load, building the tiny model first when asked for."""
+    """Return what `from_pretrained` should load, building the tiny model first when asked for.
+
+    `best:RUN_DIR` names the best validation checkpoint of another run (see unirg.training.selection).
+    """
+    if model.name_or_path.startswith("best:"):
+        from unirg.training.selection import best_checkpoint
+
+        return best_checkpoint(model.name_or_path)
     if model.name_or_path == TINY:
         from unirg.models.tiny import build_tiny_model
 
@@ -39,11 +46,17 @@ def resolve_model_path(model: ModelConfig, cache_root: Path, corpus: list[str] |
 
 def load_processor(name_or_path: str, trust_remote_code: bool = False):
     """Load the processor; fails loudly if only a tokenizer comes back (training would go text-only)."""
-    from transformers import AutoProcessor
+    from transformers import AutoConfig, AutoProcessor
 
-    import unirg.models.processor  # noqa: F401  (registers the image-only Qwen2-VL processor)
+    # Importing the module registers the image-only processors with AutoProcessor.
+    from unirg.models.processor import image_only_processor_for
 
-    processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    image_only = image_only_processor_for(getattr(config, "model_type", ""))
+    if image_only is not None:
+        processor = image_only.from_pretrained(name_or_path)
+    else:
+        processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     if not hasattr(processor, "image_processor"):
         raise RecipeError(f"model.name_or_path: {name_or_path} has no image processor (AutoProcessor returned "
                           f"{type(processor).__name__}); unirg trains vision-language models")

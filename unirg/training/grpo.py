@@ -94,12 +94,20 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
         # checkpoint is how UniRG step 2 measures KL against the best step-1 policy (TRL 1.16).
         policy.config._name_or_path = resolve_model_path(recipe.model.model_copy(
             update={"name_or_path": recipe.model.reference}), run_dir)
+        from unirg.training.reference import check_reference
+
+        check_reference(recipe.model.lora is not None, float(recipe.grpo.get("beta", 0.0)), model_path,
+                        policy.config._name_or_path)
     reward_funcs, reward_weights = build_reward_functions(recipe.rewards)
     if recipe.cluster.ray_rewards:
         from unirg.rollout.reward_actor import wrap_ray_rewards
 
         reward_funcs = wrap_ray_rewards(reward_funcs, recipe.cluster, run_key=str(Path(run_dir).resolve()))
     use_tensorboard_dir(run_dir / "tensorboard")
+    if recipe.grpo.get("metric_for_best_model"):
+        from unirg.training.selection import CheckpointSelectionCallback
+
+        callbacks = [*(callbacks or []), CheckpointSelectionCallback(recipe, run_dir)]
     trainer = ResumableGRPOTrainer(
         model=policy,
         reward_funcs=reward_funcs,
