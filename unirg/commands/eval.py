@@ -17,6 +17,17 @@ def register(subparsers) -> None:
     parser.add_argument("--recipe", help="Recipe whose held-out split is generated on.")
     parser.add_argument("--checkpoint", help="Model folder to generate with (default: the recipe's model).")
     parser.add_argument("--out", type=Path, default=Path("eval"), help="Folder for metrics.csv/json.")
+    parser.add_argument("--model", help="Model folder or hub id (in the local cache) to generate with on --data; "
+                        "predictions.jsonl goes to --out and a re-run resumes it.")
+    parser.add_argument("--data", metavar="SOURCE:PATH",
+                        help="Test set for --model, e.g. rexrank:/data/mimic-cxr_test.json or iu_xray:/data/iu_xray.")
+    parser.add_argument("--split", default="test", help="Split of --data (default test; a ReXrank file is one split).")
+    parser.add_argument("--max-studies", type=int, help="Generate for the first N studies of --data only.")
+    parser.add_argument("--backend", choices=("auto", "vllm", "hf"), default="auto",
+                        help="Generation with --model: vLLM when installed (auto), or HF generate.")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="Studies per generation call (and per flush of predictions.jsonl).")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="Generation length cap.")
     parser.add_argument("--mode", choices=("sections", "rexrank"), default="sections",
                         help="sections: headers stripped on both sides; rexrank: the leaderboard's protocol (raw "
                              "completion against 'Findings: … Impression: …', 1/mean RadCliQ-v1).")
@@ -40,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
     models = MetricModels(parse_metric_options(args.metric_option))
 
-    if args.predictions:
+    if args.model:
+        settings = _generate_and_score(args, models)
+    elif args.predictions:
         from unirg.evaluation.predictions import read_predictions
 
         rows = read_predictions(args.predictions, args.references)
@@ -56,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe, args.overrides)
         settings = evaluate_checkpoint(recipe, args.checkpoint, args.out)
     else:
-        raise UnirgError("give --predictions FILE.jsonl, or --recipe R (with --checkpoint C)")
+        raise UnirgError("give --model M --data SOURCE:PATH, --predictions FILE.jsonl, or --recipe R "
+                         "(with --checkpoint C)")
     if args.leaderboard is not None and args.mode == "rexrank":
         from unirg.evaluation.rexrank import add_leaderboard_places
 
@@ -72,6 +86,37 @@ def run(args: argparse.Namespace) -> int:
     print_tables(settings)
     print(f"metrics written to {args.out / 'metrics.csv'} and {args.out / 'metrics.json'}")
     return 0
+
+
+def _generate_and_score(args: argparse.Namespace, models) -> dict:
+    """Write (or finish) predictions.jsonl for --data with --model, then score it."""
+    import json
+
+    from unirg.errors import UnirgError
+    from unirg.evaluation.generate import make_generator
+    from unirg.evaluation.testset import PREDICTIONS_FILE, load_test_set, write_predictions
+
+    source, sep, path = (args.data or "").partition(":")
+    if not sep or not source or not path:
+        raise UnirgError(f"--data {args.data!r}: expected SOURCE:PATH, e.g. rexrank:/data/mimic-cxr_test.json")
+    dataset = load_test_set(source, path, args.split, args.max_studies)
+    generator = None
+
+    def generate(examples):
+        nonlocal generator
+        if generator is None:  # loaded only when some study still needs a report
+            generator = make_generator(args.model, args.backend, args.max_new_tokens)
+        return generator.generate(examples)
+
+    out_file = args.out / PREDICTIONS_FILE
+    rows, timing = write_predictions(generate, dataset, out_file, args.batch_size)
+    timing["backend"] = generator.backend if generator else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "generation.json").write_text(json.dumps(timing, indent=2) + "\n", encoding="utf-8")
+    print(f"{out_file}: {timing['generated']} reports generated, {timing['reused']} already there"
+          + (f" ({timing['studies_per_second']:.2f} studies/s, {timing['backend']})" if timing["generated"] else ""))
+    return score_mode(args, [r["prediction"] for r in rows], [r["reference_findings"] for r in rows],
+                      [r["reference_impression"] for r in rows], models)
 
 
 def score_mode(args: argparse.Namespace, completions: list[str], findings: list[str], impressions: list[str],
