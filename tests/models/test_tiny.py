@@ -99,6 +99,32 @@ def test_image_token_types_follow_left_padding(tiny_dir):
     assert torch.equal(types == 1, prompt_ids == processor.image_token_id)
 
 
+STOCK = {"qwen2_vl": ("Qwen2VLProcessor", "Qwen2VLVideoProcessor"),
+         "qwen2_5_vl": ("Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor"),
+         "qwen3_vl": ("Qwen3VLProcessor", "Qwen3VLVideoProcessor")}
+
+
+def test_hub_layout_loads_the_image_only_processor_without_torchvision(tiny_dir, tmp_path):
+    """A hub checkpoint names the stock processor and ships a video processor config; without torchvision the
+    stock processor cannot load, so load_processor takes the image-only one for the family."""
+    import importlib.util
+    import json
+    import shutil
+
+    from unirg.models.loading import load_processor
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("with torchvision the stock processor loads (GPU profile)")
+    processor_class, video_class = STOCK[_arch(tiny_dir)]
+    hub = shutil.copytree(tiny_dir, tmp_path / "hub")
+    config = json.loads((hub / "processor_config.json").read_text())
+    (hub / "processor_config.json").write_text(json.dumps({**config, "processor_class": processor_class}))
+    (hub / "video_preprocessor_config.json").write_text(json.dumps({"video_processor_type": video_class}))
+    processor = load_processor(str(hub))
+    assert type(processor).__name__ == PROCESSOR_CLASS[_arch(tiny_dir)]
+    assert processor.image_processor.patch_size == (16 if _arch(tiny_dir) == "qwen3_vl" else 14)
+
+
 def test_tied_head_and_eos(tiny_dir):
     from transformers import AutoConfig
 

@@ -93,6 +93,24 @@ def register_processors() -> None:
     AutoProcessor.register(Qwen3VLConfig, ImageOnlyQwen3VLProcessor, exist_ok=True)
 
 
+IMAGE_ONLY_PROCESSORS = {"qwen2_vl": ImageOnlyQwen2VLProcessor, "qwen2_5_vl": ImageOnlyQwen2VLProcessor,
+                         "qwen3_vl": ImageOnlyQwen3VLProcessor}
+
+
+def image_only_processor_for(model_type: str):
+    """The image-only processor class for a config's `model_type` where the stock one cannot load, else None.
+
+    A hub checkpoint names the stock processor (`Qwen3VLProcessor`) in its processor config, so AutoProcessor
+    takes that over the registration and fails on the video processor without torchvision. With torchvision
+    (the GPU profile) the stock processor loads and nothing is replaced.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is not None:
+        return None
+    return IMAGE_ONLY_PROCESSORS.get(model_type)
+
+
 def build_processor(tokenizer, image_size: int = 224, arch: str = "qwen2_vl"):
     """Wrap a tokenizer with a PIL image processor bounded to about `image_size`² pixels, for `arch`'s patch size."""
     if arch not in PATCH_SIZE:
