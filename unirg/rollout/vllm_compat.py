@@ -66,7 +66,8 @@ def patch_qwen2_vl_without_torchvision() -> bool:
     2.13.0+cpu), so without this the engine fails with "Model architectures ['Qwen2VLForConditionalGeneration']
     failed to be inspected". At start-up vLLM also reads `processor.video_processor.valid_kwargs`, so the
     processor it gets carries a stand-in; engines are started with `limit_mm_per_prompt={"video": 0}`.
-    Verified with Qwen2-VL; the Qwen2.5-VL mapping is the same idea but unverified on CPU.
+    Verified with Qwen2-VL in CI; Qwen2.5-VL checked once by hand (greedy parity before and after a disk
+    sync), not in CI.
     Qwen3-VL (`vllm/model_executor/models/qwen3_vl.py`) imports the same torchvision module, loads
     `Qwen3VLProcessor` (which insists on the torchvision video processor too) and, at start-up, sizes the largest
     video from the video processor's `size`, `patch_size`, `merge_size` and `temporal_patch_size` even with the
