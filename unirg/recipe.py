@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from unirg.data.config import DataConfig, PromptConfig
 from unirg.errors import RecipeError
@@ -100,10 +100,12 @@ class Recipe(_Section):
     model: ModelConfig
     data: DataConfig = Field(default_factory=DataConfig)
     prompt: PromptConfig = Field(default_factory=PromptConfig)
-    rewards: list[RewardEntry] = Field(..., min_length=1, description="Reward plugins and weights.")
+    rewards: list[RewardEntry] = Field(default_factory=list, description="Reward plugins and weights (at "
+                                       "least one unless grpo is null).")
     sft: dict[str, Any] | None = Field(None, description="Supervised warm start before GRPO: fields passed "
                                        "to trl.SFTConfig. Absent: GRPO starts from model.name_or_path.")
-    grpo: dict[str, Any] = Field(default_factory=dict, description="Fields passed to trl.GRPOConfig.")
+    grpo: dict[str, Any] | None = Field(default_factory=dict, description="Fields passed to trl.GRPOConfig. "
+                                        "null: the run ends after SFT (an SFT-only recipe).")
     evaluate: bool = Field(True, description="Evaluate on the held-out split before and after GRPO and put "
                            "the table in the run report.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
@@ -113,10 +115,18 @@ class Recipe(_Section):
 
     @field_validator("grpo")
     @classmethod
-    def _check_grpo_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _check_grpo_fields(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         from trl import GRPOConfig
 
-        return _validate_dataclass_fields("grpo", value, GRPOConfig)
+        return None if value is None else _validate_dataclass_fields("grpo", value, GRPOConfig)
+
+    @model_validator(mode="after")
+    def _check_some_training(self) -> Recipe:
+        if self.grpo is None and self.sft is None:
+            raise ValueError("grpo and sft are both null: the recipe trains nothing; give at least one of them")
+        if self.grpo is not None and not self.rewards:
+            raise ValueError("rewards: GRPO needs at least one reward plugin (or set grpo: null for SFT only)")
+        return self
 
     @field_validator("sft")
     @classmethod

@@ -17,7 +17,8 @@ def print_run_summary(result: Any, console: Console | None = None) -> None:
     console = console or Console()
     summary = result.summary
     reused = getattr(result, "reused", [])
-    if "grpo" in reused:
+    sft_only_done = summary.get("steps") == 0 and "sft" in reused
+    if "grpo" in reused or sft_only_done:
         redone = [] if all(f"evaluation {n}" in reused for n in summary.get("evaluation") or {}) else \
             ["the held-out evaluation"]
         console.print(f"[bold]run already complete[/bold]: reused {', '.join(reused)}"

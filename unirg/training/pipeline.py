@@ -57,11 +57,18 @@ def run_pipeline(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
     check_prompt_budget(splits.train, load_processor(model_path, trust_remote_code=recipe.model.trust_remote_code),
                         recipe.data, recipe.rollout)
     reused: list[str] = []
+    start_path = model_path
     if recipe.sft is not None:
         sft_final, sft_reused = run_sft(recipe, run_dir, splits, model_path)
         model_path = str(sft_final)
         reused += ["sft"] if sft_reused else []
-    result = run_grpo(recipe, run_dir, splits.train, model_path)
+    if recipe.grpo is not None:
+        result = run_grpo(recipe, run_dir, splits.train, model_path)
+        compared = (("before GRPO", model_path), ("after GRPO", str(result.final_model)))
+    else:
+        # An SFT-only recipe: its product is the SFT checkpoint, compared with the model it started from.
+        result = RunResult(run_dir=run_dir, final_model=Path(model_path), summary={"steps": 0})
+        compared = (("before SFT", start_path), ("after SFT", model_path))
     result.reused = reused + result.reused
     result.summary["run_dir"] = str(run_dir)
     if not is_main_process():
@@ -70,7 +77,7 @@ def run_pipeline(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
     evaluations = None
     if splits.eval is not None and recipe.evaluate:
         evaluations = {}
-        for name, path in (("before GRPO", model_path), ("after GRPO", str(result.final_model))):
+        for name, path in compared:
             table, cached = _evaluation(run_dir, name, path, splits.eval, recipe)
             evaluations[name] = table
             result.reused += [f"evaluation {name}"] if cached else []
