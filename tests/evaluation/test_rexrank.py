@@ -138,11 +138,15 @@ def test_cli_rexrank_mode_writes_the_ranking_column(tmp_path):
     predictions = tmp_path / "p.jsonl"
     predictions.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = subprocess.run([sys.executable, "-m", "unirg", "eval", "--predictions", str(predictions), "--mode",
-                             "rexrank", "--metric-option", "bertscore.model=/nonexistent/folder", "--out",
+                             "rexrank", "--nlg", "--metric-option", "bertscore.model=/nonexistent/folder", "--out",
                              str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(metrics["settings"]) == {"findings", "findings_impression"}
     assert metrics["bleu2"] == pytest.approx(1.0)  # the raw completion equals the formatted reference
     assert "one_over_radcliq_v1" in metrics
+    findings = metrics["settings"]["findings"]
+    assert {"nlg_bleu_1", "nlg_bleu_4", "nlg_rouge_l", "nlg_cider", "nlg_meteor"} <= set(findings)
+    # The findings setting scores the raw completion: 2 of its 5 whitespace tokens are in the reference.
+    assert findings["nlg_bleu_1"] == pytest.approx(2 / 5, rel=1e-8)
     assert "model folder not found: /nonexistent/folder" in result.stdout

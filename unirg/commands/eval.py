@@ -31,6 +31,9 @@ def register(subparsers) -> None:
     parser.add_argument("--mode", choices=("sections", "rexrank"), default="sections",
                         help="sections: headers stripped on both sides; rexrank: the leaderboard's protocol (raw "
                              "completion against 'Findings: … Impression: …', 1/mean RadCliQ-v1).")
+    parser.add_argument("--nlg", action="store_true",
+                        help="Add the pycocoevalcap-convention NLG table (BLEU-1..4, ROUGE-L, CIDEr, METEOR with "
+                             "Java) of the findings setting to metrics.json, as report-generation papers print it.")
     parser.add_argument("--metric-option", action="append", default=[], metavar="PLUGIN.KEY=VALUE",
                         help="Option of a model metric, e.g. bertscore.model=/weights/distilroberta-base, "
                              "bertscore.num_layers=5, radgraph_f1.model_path=/weights/radgraph (repeatable).")
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         impressions = [r.reference_impression if r.reference_impression is not None else _impression_of(r.reference)
                        for r in rows]
         settings = score_mode(args, [r.prediction for r in rows], findings, impressions, models)
+        add_nlg(args, settings, [r.prediction for r in rows], findings)
     elif args.recipe:
         from unirg.evaluation.heldout import evaluate_checkpoint
         from unirg.recipe import load_recipe
@@ -91,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
 def _generate_and_score(args: argparse.Namespace, models) -> dict:
     """Write (or finish) predictions.jsonl for --data with --model, then score it."""
     import json
+    import time
 
     from unirg.errors import UnirgError
     from unirg.evaluation.generate import make_generator
@@ -101,22 +106,50 @@ def _generate_and_score(args: argparse.Namespace, models) -> dict:
         raise UnirgError(f"--data {args.data!r}: expected SOURCE:PATH, e.g. rexrank:/data/mimic-cxr_test.json")
     dataset = load_test_set(source, path, args.split, args.max_studies)
     generator = None
+    load_seconds = 0.0
 
     def generate(examples):
-        nonlocal generator
+        nonlocal generator, load_seconds
         if generator is None:  # loaded only when some study still needs a report
+            started = time.perf_counter()
             generator = make_generator(args.model, args.backend, args.max_new_tokens)
+            load_seconds = time.perf_counter() - started
         return generator.generate(examples)
 
     out_file = args.out / PREDICTIONS_FILE
     rows, timing = write_predictions(generate, dataset, out_file, args.batch_size)
+    # Throughput counts generation only; loading the model (and starting an engine) is reported apart.
+    timing["load_seconds"] = load_seconds
+    timing["seconds"] -= load_seconds
+    if timing["generated"] and timing["seconds"] > 0:
+        timing["studies_per_second"] = timing["generated"] / timing["seconds"]
     timing["backend"] = generator.backend if generator else None
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "generation.json").write_text(json.dumps(timing, indent=2) + "\n", encoding="utf-8")
     print(f"{out_file}: {timing['generated']} reports generated, {timing['reused']} already there"
           + (f" ({timing['studies_per_second']:.2f} studies/s, {timing['backend']})" if timing["generated"] else ""))
-    return score_mode(args, [r["prediction"] for r in rows], [r["reference_findings"] for r in rows],
-                      [r["reference_impression"] for r in rows], models)
+    settings = score_mode(args, [r["prediction"] for r in rows], [r["reference_findings"] for r in rows],
+                          [r["reference_impression"] for r in rows], models)
+    add_nlg(args, settings, [r["prediction"] for r in rows], [r["reference_findings"] for r in rows])
+    return settings
+
+
+def add_nlg(args: argparse.Namespace, settings: dict, completions: list[str], findings: list[str]) -> None:
+    """With --nlg: the NLG table (nlg_* keys) of the findings setting, on the same texts that setting scores."""
+    if not args.nlg or "findings" not in settings:
+        return
+    from unirg.evaluation.nlg import nlg_table
+    from unirg.evaluation.rexrank import without_reasoning
+    from unirg.prompts.parser import parse_completion
+
+    kept = [i for i, f in enumerate(findings) if f and f.strip()]
+    if args.mode == "rexrank":
+        hypotheses = [without_reasoning(completions[i]) for i in kept]
+    else:
+        parsed = [parse_completion(completions[i]) for i in kept]
+        hypotheses = [p.findings or p.report for p in parsed]
+    table = nlg_table(hypotheses, [findings[i].strip() for i in kept])
+    settings["findings"].update({f"nlg_{key}": value for key, value in table.items()})
 
 
 def score_mode(args: argparse.Namespace, completions: list[str], findings: list[str], impressions: list[str],

@@ -61,11 +61,13 @@ class VLLMGenerator:
 
         from unirg.models.loading import load_processor
         from unirg.rollout.vllm_compat import patch_qwen2_vl_without_torchvision
-        from unirg.rollout.worker import CPU_ENGINE_ENV, placeholder_token_ids
+        from unirg.rollout.worker import engine_env, placeholder_token_ids
 
         on_cpu = not torch.cuda.is_available()
         if on_cpu:
-            for key, value in CPU_ENGINE_ENV.items():
+            # The rollout workers' CPU engine settings: no core binding, a KV cache of 1 GiB (instead of vLLM's
+            # default share of all memory); variables already set by the user win.
+            for key, value in engine_env(0, 1).items():
                 os.environ.setdefault(key, value)
         patch_qwen2_vl_without_torchvision()
         from vllm import LLM, SamplingParams
