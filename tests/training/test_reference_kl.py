@@ -19,7 +19,7 @@ from unirg.training.reference import check_reference
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["sft.num_train_epochs=1", "data.synthetic.n_train=32", "data.synthetic.n_eval=8",
+SMALL = ["data.synthetic.n_train=32", "data.synthetic.n_eval=8",
          "grpo.per_device_train_batch_size=8", "grpo.num_generations=4", "rollout.max_new_tokens=16",
          "logging.progress=false", "logging.tensorboard=false"]
 
@@ -29,8 +29,8 @@ def step1(tmp_path_factory) -> Path:
     from unirg.training.pipeline import run_pipeline
 
     run_dir = tmp_path_factory.mktemp("runs") / "step1"
-    recipe = load_recipe("demo", [*SMALL, "grpo.max_steps=4", "output.save_steps=2", "evaluate=false",
-                                  "grpo.metric_for_best_model=auto"])
+    recipe = load_recipe("demo", [*SMALL, "sft.num_train_epochs=1", "grpo.max_steps=4", "output.save_steps=2",
+                                  "evaluate=false", "grpo.metric_for_best_model=auto"])
     run_pipeline(recipe, run_dir)
     return run_dir
 
@@ -38,12 +38,15 @@ def step1(tmp_path_factory) -> Path:
 def _step2_first_kl(step1: Path, out: Path, reference: str) -> float:
     from unirg.training.pipeline import run_pipeline
 
-    recipe = load_recipe("demo", [*SMALL, f"model.name_or_path=best:{step1}", f"model.reference={reference}",
-                                  "sft=null", "grpo.max_steps=1", "grpo.beta=0.03", "evaluate=false",
-                                  "grpo.learning_rate=1.0e-4"])
+    # The shipped step-2 recipe (labeler_errors at 0.5, beta 0.03), pointed at this step-1 run.
+    recipe = load_recipe("demo-step2", [*SMALL, f"model.name_or_path=best:{step1}", f"model.reference={reference}",
+                                        "grpo.max_steps=1", "evaluate=false", "grpo.metric_for_best_model=null"])
+    assert recipe.grpo["beta"] == 0.03 and recipe.rewards[3].name == "labeler_errors"
     run_pipeline(recipe, out)
     rows = [row for row in read_rows(out / "metrics.jsonl") if "kl" in row]
     assert rows, "no KL logged"
+    assert 0 < rows[0]["rewards/labeler_errors/mean"] <= 1
+    print(f"first-step KL against {reference}: {rows[0]['kl']:.3g}")
     return rows[0]["kl"]
 
 
