@@ -185,30 +185,43 @@ class RadGraphAnnotator:
 
 
 class RadGraphScorer:
-    """Scores hypotheses against references; each reference (one per study) is annotated once and cached."""
+    """Scores hypotheses against references, annotating each distinct text once.
+
+    Two LRU caches keyed by text: references (one per study, scored against many completions) and generated
+    reports (GRPO samples many identical completions, and evaluation re-scores the same predictions in each
+    setting). Within a call, duplicates are annotated once and the model sees only texts in neither cache.
+    """
 
     def __init__(self, annotator: RadGraphAnnotator, lowercase: bool = False, cache_size: int = 50_000) -> None:
         self.annotator = annotator
         self.lowercase = lowercase
         self.cache_size = cache_size
-        # Keyed by the reference text: GRPO scores many completions of one study against the same report.
         self._references: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._hypotheses: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def _annotations(self, texts: Sequence[str], cache: OrderedDict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        todo = list(dict.fromkeys(text for text in texts if text not in cache))
+        if todo:
+            for text, annotation in zip(todo, self.annotator.annotate(todo), strict=True):
+                cache[text] = annotation
+        result = []
+        for text in texts:
+            cache.move_to_end(text)
+            result.append(cache[text])
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
+        return result
 
     def reference_annotations(self, references: Sequence[str]) -> list[dict[str, Any]]:
-        """Annotations of `references`, running the model only on those not cached yet."""
-        todo = list(dict.fromkeys(ref for ref in references if ref not in self._references))
-        for reference, annotation in zip(todo, self.annotator.annotate(todo), strict=True):
-            self._references[reference] = annotation
-        result = []
-        for reference in references:
-            self._references.move_to_end(reference)
-            result.append(self._references[reference])
-        while len(self._references) > self.cache_size:
-            self._references.popitem(last=False)
-        return result
+        """Annotations of `references`, running the model only on distinct ones not cached yet."""
+        return self._annotations(references, self._references)
+
+    def hypothesis_annotations(self, hypotheses: Sequence[str]) -> list[dict[str, Any]]:
+        """Annotations of generated reports, running the model only on distinct ones not cached yet."""
+        return self._annotations(hypotheses, self._hypotheses)
 
     def score(self, hypotheses: Sequence[str], references: Sequence[str]) -> list[RadGraphScores]:
         """RadGraph scores of each hypothesis against its reference."""
         refs = self.reference_annotations(references)
-        hyps = self.annotator.annotate(hypotheses)
+        hyps = self.hypothesis_annotations(hypotheses)
         return [radgraph_scores(h, r, lowercase=self.lowercase) for h, r in zip(hyps, refs, strict=True)]

@@ -54,9 +54,10 @@ def test_tiny_model_annotates_and_scores(tiny_archive, tmp_path, monkeypatch):
     for score, annotation in ((scores[0], annotations[0]), (scores[2], annotations[2])):
         if annotation["entities"]:
             assert score.simple == 1.0 and score.entity_f1 == 1.0
-    scorer.score(["mild pulmonary edema"] * 4, [reports[0]] * 4)
-    # the cached reference is not annotated again: only the hypotheses were
-    assert calls[-1] == ["mild pulmonary edema"] * 4
+    calls.clear()
+    scorer.score(["mild pulmonary edema"] * 4 + ["small effusion"], [reports[0]] * 5)
+    # cached reference and cached report are not annotated again; the new report once, not per copy
+    assert calls == [["small effusion"]]
 
 
 def test_unpacked_folder_is_accepted(tiny_archive, tmp_path, monkeypatch):
