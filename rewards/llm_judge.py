@@ -421,7 +421,9 @@ class LLMErrorJudge:
 class LLMErrors(RewardPlugin):
     """`llm_errors`: 1/(errors+1) (or the GREEN score) from an LLM judge; range [0, 1], higher is better.
 
-    Options: base_url (e.g. http://127.0.0.1:8000/v1 for `vllm serve`), model, style (`green`, default,
+    Options: base_url (e.g. http://127.0.0.1:8000/v1 for `vllm serve`) or serve (a local judge model
+    unirg serves with vLLM: {model: <folder>, gpu_memory_utilization, max_model_len, python, extra_args,
+    startup_timeout_s}; see rewards.judge_server), model (the served name), style (`green`, default,
     or `chexprompt`), score (`errors`: 1/(errors+1), default; `green`: the GREEN score, style green
     only), api_key_env (name of the variable holding the key, if the endpoint needs one),
     include_insignificant (default False: clinically significant errors only), max_workers (64),
@@ -433,10 +435,22 @@ class LLMErrors(RewardPlugin):
     name = "llm_errors"
     resources: dict[str, float] = {}  # the judge model runs behind its endpoint, not in this process
 
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = None, style: str = "green",
-                 score: str = "errors", include_insignificant: bool = False, max_workers: int = 64,
-                 timeout: float = 120.0, retries: int = 3, parse_retries: int = 2, cache_size: int = 65_536,
-                 max_tokens: int = 512) -> None:
+    def __init__(self, base_url: str | None = None, model: str = "judge", api_key_env: str | None = None,
+                 style: str = "green", score: str = "errors", include_insignificant: bool = False,
+                 max_workers: int = 64, timeout: float = 120.0, retries: int = 3, parse_retries: int = 2,
+                 cache_size: int = 65_536, max_tokens: int = 512, serve: dict | None = None) -> None:
+        if (base_url is None) == (serve is None):
+            raise RewardError("llm_errors: give exactly one of options.base_url (a running judge endpoint) and "
+                              "options.serve (a local judge model folder unirg serves with vLLM)")
+        self.server = None
+        if serve is not None:
+            from rewards.judge_server import JudgeServer
+
+            try:
+                self.server = JudgeServer(served_name=model, **serve)
+            except TypeError as error:
+                raise RewardError(f"llm_errors: bad options.serve {serve}: {error}") from None
+            base_url = "http://127.0.0.1:0/v1"  # replaced by the server's address in setup()
         if score not in SCORES:
             raise RewardError(f"llm_errors: options.score must be one of {', '.join(SCORES)}, not {score!r}")
         if score == "green" and style != "green":
@@ -450,6 +464,15 @@ class LLMErrors(RewardPlugin):
     @staticmethod
     def weight_files(**_options) -> list:
         return []
+
+    def setup(self) -> None:
+        """Start the served judge, when the options ask unirg to serve one, and point the client at it."""
+        if self.server is not None:
+            self.judge.client.url = self.server.start().rstrip("/") + "/chat/completions"
+
+    def teardown(self) -> None:
+        if self.server is not None:
+            self.server.stop()
 
     def score(self, reports: Sequence[str], references: Sequence[str]) -> RewardOutput:
         counts = self.judge.counts(reports, references)
