@@ -41,28 +41,82 @@ def radcliq_v0(radgraph: float, bertscore: float, semb_score: float, bleu2: floa
     return _affine((radgraph, bertscore, semb_score, bleu2), V0_MEAN, V0_SCALE, V0_COEF, V0_INTERCEPT)
 
 
-class NegativeRadCliQ(RewardPlugin):
-    """-RadCliQ-v1 (or -v0) per completion from its four sub-scores (higher is better).
+# Sub-score → the reward plugin computing it per report (RadCliQ's "radgraph" is radgraph_f1's combined F1).
+SUB_PLUGINS = {"radgraph": "radgraph_f1", "bertscore": "bertscore", "semb_score": "semb_score"}
 
-    Inputs: radgraph, bertscore, semb_score, bleu2 (columns with one sub-score per completion, e.g.
-    computed upstream or stored with predictions). None where any sub-score is missing. Range about
-    [-10, 1.5]; a perfect report scores 1.44069 with v1. Option `version` 1 (default) or 0. Never
-    1/RadCliQ: it has a pole where RadCliQ crosses 0.
+
+class NegativeRadCliQ(RewardPlugin):
+    """-RadCliQ-v1 (or -v0) per completion (higher is better): the leaderboard's objective as a reward.
+
+    Inputs: reports, references. The four sub-scores come from the dataset's columns `radgraph`,
+    `bertscore`, `semb_score`, `bleu2` when all four are there (sub-scores computed beforehand); otherwise
+    the plugin computes them itself during training: BLEU-2 here, and the `radgraph_f1`, `bertscore`
+    and `semb_score` plugins, each loaded once, with their options given under the option of the same
+    name (e.g. `options: {radgraph_f1: {model_path: /models/radgraph.tar.gz}}`). None where any sub-score
+    is missing. Range about [-10, 1.5]; a perfect report scores 1.44069 with v1. Option `version` 1
+    (default) or 0. Never 1/RadCliQ: it has a pole where RadCliQ crosses 0.
     """
 
     name = "neg_radcliq"
     value_range = (-math.inf, math.inf)
+    # Hosts BERTScore, CheXbert and RadGraph in one reward actor when it computes the sub-scores itself.
+    resources = {"num_gpus": 0.5}
 
-    def __init__(self, version: int = 1):
+    def __init__(self, version: int = 1, radgraph_f1: dict | None = None, bertscore: dict | None = None,
+                 semb_score: dict | None = None):
         if version not in (0, 1):
             raise ValueError("neg_radcliq: option 'version' must be 1 or 0")
         self.version = version
+        self.sub_options = {"radgraph_f1": dict(radgraph_f1 or {}), "bertscore": dict(bertscore or {}),
+                            "semb_score": dict(semb_score or {})}
+        self._plugins: dict[str, Any] = {}
 
-    def score(self, radgraph: Sequence, bertscore: Sequence, semb_score: Sequence,
-              bleu2: Sequence) -> list[float | None]:
+    @staticmethod
+    def weight_files(radgraph_f1: dict | None = None, bertscore: dict | None = None, semb_score: dict | None = None,
+                     **_options) -> list:
+        """Every file of the three model-based sub-scores (what `unirg check` lists)."""
+        from rewards.weight_check import reward_weight_files
+
+        options = {"radgraph_f1": radgraph_f1, "bertscore": bertscore, "semb_score": semb_score}
+        return [f for plugin in SUB_PLUGINS.values() for f in reward_weight_files(plugin, options[plugin] or {})]
+
+    def __getstate__(self) -> dict:
+        # Shipped to a Ray reward actor without loaded models; they are loaded there on first use.
+        return {**self.__dict__, "_plugins": {}}
+
+    def _plugin(self, name: str):
+        if name not in self._plugins:
+            from rewards.registry import instantiate
+
+            plugin = instantiate(name, self.sub_options[name])
+            getattr(plugin, "setup", lambda: None)()
+            self._plugins[name] = plugin
+        return self._plugins[name]
+
+    def _sub_scores(self, reports: Sequence[str], references: Sequence[str]) -> dict[str, list]:
+        from rewards.lexical import bleu2
+
+        columns: dict[str, list] = {"bleu2": bleu2(reports, references)}
+        for feature, plugin in SUB_PLUGINS.items():
+            output = self._plugin(plugin).score(reports=list(reports), references=list(references))
+            columns[feature] = list(getattr(output, "scores", output))
+        return columns
+
+    def score(self, radgraph: Sequence | None = None, bertscore: Sequence | None = None,
+              semb_score: Sequence | None = None, bleu2: Sequence | None = None,
+              reports: Sequence[str] | None = None, references: Sequence[str] | None = None,
+              **_columns: Any) -> list[float | None]:
+        given = {"radgraph": radgraph, "bertscore": bertscore, "semb_score": semb_score, "bleu2": bleu2}
+        if all(values is not None for values in given.values()):
+            subs = given
+        elif reports is None or references is None:
+            raise ValueError("neg_radcliq needs reports and references, or all four sub-score columns "
+                             f"({', '.join(FEATURES)})")
+        else:
+            subs = self._sub_scores(reports, references)
         formula = radcliq_v1 if self.version == 1 else radcliq_v0
         scores: list[float | None] = []
-        for values in zip(radgraph, bertscore, semb_score, bleu2, strict=True):
+        for values in zip(*(subs[feature] for feature in FEATURES), strict=True):
             if any(v is None or not math.isfinite(float(v)) for v in values):
                 scores.append(None)
             else:

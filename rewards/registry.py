@@ -55,8 +55,8 @@ _BUILTIN_INFOS = (
              "monitor of identical reports in a batch; optional penalty", -1.0, 0.0, inputs=("reports",)),
     _builtin("bertscore", "rewards.bertscore:BERTScore", "BERTScore F1 (ReXrank: distilroberta-base, layer 5, "
              "rescaled); needs model weights", -INF, 1.0),
-    _builtin("neg_radcliq", "rewards.radcliq:NegativeRadCliQ", "-RadCliQ-v1 (or v0) from its four sub-scores",
-             -INF, INF, inputs=("radgraph", "bertscore", "semb_score", "bleu2")),
+    _builtin("neg_radcliq", "rewards.radcliq:NegativeRadCliQ", "-RadCliQ-v1 (or v0): its four sub-scores computed "
+             "by their plugins (or read from columns); needs weights", -INF, INF),
     _builtin("semb_score", "rewards.chexbert.plugins:SembScore", "cosine of CheXbert embeddings; needs weights",
              -1.0, 1.0),
     _builtin("chexbert_f1", "rewards.chexbert.plugins:CheXbertF1", "F1 of CheXbert labels; needs weights"),
