@@ -44,7 +44,8 @@ class FakePlugin:
 
 @pytest.fixture
 def fake_models(monkeypatch):
-    plugins = {"bertscore": FakePlugin(0.5), "semb_score": FakePlugin(0.4), "radgraph_f1": FakePlugin(0.3)}
+    plugins = {"bertscore": FakePlugin(0.5), "semb_score": FakePlugin(0.4), "radgraph_f1": FakePlugin(0.3),
+               "ratescore": FakePlugin(0.6)}
     FakePlugin.setups = 0
     monkeypatch.setattr("rewards.registry.instantiate", lambda name, options: plugins[name])
     return MetricModels(), plugins
@@ -79,7 +80,8 @@ def test_settings_score_the_raw_completion_against_the_formatted_reference(fake_
     expected = sum(radcliq_v1(0.3, 0.5, 0.4, b) for b in bleu2(raw, refs)) / 2
     assert full["radcliq_v1"] == pytest.approx(expected)
     assert full["one_over_radcliq_v1"] == pytest.approx(1 / expected)
-    assert FakePlugin.setups == 3  # one per model metric for both settings, not one per setting
+    assert full["ratescore"] == pytest.approx(0.6)
+    assert FakePlugin.setups == 4  # one per model metric for both settings, not one per setting
 
 
 def test_non_finite_model_score_is_left_out_not_float_none(fake_models):

@@ -18,11 +18,11 @@ from unirg.prompts.parser import parse_completion
 # Column order of metrics.csv and of the terminal table.
 METRIC_KEYS = ("n", "chexpert_micro_f1_14", "chexpert_macro_f1_14", "chexpert_micro_f1_5", "chexpert_macro_f1_5",
                "bleu2", "bleu4", "rouge_l", "bertscore", "semb_score", "radgraph", "radcliq_v1",
-               "one_over_radcliq_v1", "mean_words",
+               "one_over_radcliq_v1", "ratescore", "mean_words",
                "duplicate_rate")
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
+def mean_scored(values: Sequence[float | None]) -> float | None:
     """Mean of the scored reports; a report a model metric could not score (None, non-finite) is left out."""
     kept = [v for v in values if v is not None and math.isfinite(v)]
     return sum(kept) / len(kept) if kept else None
@@ -37,6 +37,8 @@ def duplicate_rate(reports: Sequence[str]) -> float:
 
 # Table column → reward plugin computing it per report; filled only when the plugin's weights are present.
 MODEL_METRICS = {"bertscore": "bertscore", "semb_score": "semb_score", "radgraph": "radgraph_f1"}
+# Leaderboard columns outside RadCliQ, filled in the rexrank mode when their weights are present.
+EXTRA_MODEL_METRICS = {"ratescore": "ratescore"}
 
 
 class MetricModels:
@@ -48,12 +50,13 @@ class MetricModels:
 
     def __init__(self, options: dict[str, dict[str, Any]] | None = None):
         self.options = {name: dict(values) for name, values in (options or {}).items()}
-        unknown = sorted(set(self.options) - set(MODEL_METRICS.values()))
+        known = {*MODEL_METRICS.values(), *EXTRA_MODEL_METRICS.values()}
+        unknown = sorted(set(self.options) - known)
         if unknown:
             from unirg.errors import UnirgError
 
             raise UnirgError(f"metric options for {', '.join(unknown)}: not a model metric of the table; "
-                             f"options go to {', '.join(sorted(MODEL_METRICS.values()))}")
+                             f"options go to {', '.join(sorted(known))}")
         self._plugins: dict[str, Any] = {}
         self.unavailable: dict[str, str] = {}
 
@@ -102,23 +105,23 @@ def score_reports(predictions: Sequence[str], references: Sequence[str],
         table[f"chexpert_micro_f1_{suffix}"] = f1["micro"]
         table[f"chexpert_macro_f1_{suffix}"] = f1["macro"]
     per_report_bleu2 = bleu2(predictions, references)
-    table["bleu2"] = _mean(per_report_bleu2)  # ReXrank: mean of per-report BLEU-2
-    table["bleu4"] = _mean(bleu4(predictions, references))
-    table["rouge_l"] = _mean(rouge_l(predictions, references))
+    table["bleu2"] = mean_scored(per_report_bleu2)  # ReXrank: mean of per-report BLEU-2
+    table["bleu4"] = mean_scored(bleu4(predictions, references))
+    table["rouge_l"] = mean_scored(rouge_l(predictions, references))
     models = models or MetricModels()
     model_scores = {key: models.score(name, predictions, references) for key, name in MODEL_METRICS.items()}
     for key, scores in model_scores.items():
-        table[key] = _mean(scores) if scores is not None else None
+        table[key] = mean_scored(scores) if scores is not None else None
     table["radcliq_v1"] = None
     if all(scores is not None for scores in model_scores.values()):
         from rewards.radcliq import radcliq_v1
 
         # A report with any sub-score missing (non-finite) has no RadCliQ-v1 and is left out of the mean.
-        table["radcliq_v1"] = _mean([radcliq_v1(r, b, s, b2) if None not in (r, b, s) else None
+        table["radcliq_v1"] = mean_scored([radcliq_v1(r, b, s, b2) if None not in (r, b, s) else None
                                      for r, b, s, b2 in zip(model_scores["radgraph"], model_scores["bertscore"],
                                                             model_scores["semb_score"], per_report_bleu2,
                                                             strict=True)])
-    table["mean_words"] = _mean([len(p.split()) for p in predictions])
+    table["mean_words"] = mean_scored([len(p.split()) for p in predictions])
     table["duplicate_rate"] = duplicate_rate(predictions)
     return table
 

@@ -6,6 +6,7 @@ against the reference text. Two settings:
 - `findings_impression`: the completion against "Findings: <findings> Impression: <impression>".
 Only a reasoning block (`<think>…</think>`) is removed from the completion, since it is not part of the report.
 The ranking figure is 1 / mean(RadCliQ-v1) over the test set (never a per-report inverse: RadCliQ-v1 crosses 0).
+RaTEScore is added when its weights are present; GREEN (a 7B judge model) is not computed here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from unirg.errors import DataError
-from unirg.evaluation.metrics import MetricModels, score_reports
+from unirg.evaluation.metrics import EXTRA_MODEL_METRICS, MetricModels, mean_scored, score_reports
 
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 
@@ -56,14 +57,20 @@ def rexrank_settings(completions: Sequence[str], reference_findings: Sequence[st
     models = models or MetricModels()
     predictions = [without_reasoning(c) for c in completions]
     references = [formatted_reference(f, i) for f, i in zip(reference_findings, reference_impressions, strict=True)]
-    settings: dict[str, dict[str, Any]] = {}
+    pairs: dict[str, tuple[list[str], list[str]]] = {}
     with_findings = [i for i, f in enumerate(reference_findings) if f and f.strip()]
     if with_findings:
-        settings["findings"] = score_reports([predictions[i] for i in with_findings],
-                                             [reference_findings[i].strip() for i in with_findings], models=models)
-    settings["findings_impression"] = score_reports(predictions, references, models=models)
-    for table in settings.values():
+        pairs["findings"] = ([predictions[i] for i in with_findings],
+                             [reference_findings[i].strip() for i in with_findings])
+    pairs["findings_impression"] = (predictions, references)
+    settings: dict[str, dict[str, Any]] = {}
+    for name, (hyps, refs) in pairs.items():
+        table = score_reports(hyps, refs, models=models)
         table["one_over_radcliq_v1"] = one_over(table.get("radcliq_v1"))
+        for key, plugin in EXTRA_MODEL_METRICS.items():  # RaTEScore when its weights are here
+            scores = models.score(plugin, hyps, refs)
+            table[key] = mean_scored(scores) if scores is not None else None
+        settings[name] = table
     return settings
 
 
