@@ -9,15 +9,19 @@ from unirg.errors import DataError
 from unirg.recipe import Recipe
 
 
-def evaluate_dataset(model_path: str, dataset, recipe: Recipe) -> dict[str, dict[str, Any]]:
-    """Greedy reports of `model_path` on `dataset`, scored per setting."""
+def evaluate_dataset(model_path: str, dataset, recipe: Recipe, models=None) -> dict[str, dict[str, Any]]:
+    """Greedy reports of `model_path` on `dataset`, scored per setting.
+
+    `models` (a `unirg.evaluation.metrics.MetricModels`) lets several evaluations share the loaded metric
+    models, e.g. when every saved checkpoint is scored; by default each call loads its own.
+    """
     from unirg.evaluation.generate import generate_reports
     from unirg.evaluation.metrics import evaluate_settings
 
     completions = generate_reports(model_path, dataset, max_new_tokens=recipe.rollout.max_new_tokens,
                                    trust_remote_code=recipe.model.trust_remote_code, progress=recipe.logging.progress)
     return evaluate_settings(completions, dataset["reference_findings"], dataset["reference_impression"],
-                             dataset["reference_labels"])
+                             dataset["reference_labels"], models)
 
 
 def evaluate_checkpoint(recipe: Recipe, checkpoint: str | None, work_dir: Path) -> dict[str, dict[str, Any]]:
