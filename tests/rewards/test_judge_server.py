@@ -8,6 +8,7 @@ parse-retry path runs too.
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,51 @@ def test_options_name_one_judge():
         build_reward_functions([{"name": "llm_errors", "options": {}}])
     with pytest.raises(RewardError, match="local model folder"):
         build_reward_functions([{"name": "llm_errors", "options": {"serve": {"model": "/no/such/folder"}}}])
+
+
+VLLM_PYTHON = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
+
+
+def _tiny_text_judge(folder: Path) -> Path:
+    """A random-weight one-layer Qwen2 chat model with the tiny VLM's tokenizer: it answers garbage."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from unirg.models.tiny import build_tiny_model
+
+    vlm = build_tiny_model(folder / "vlm", hidden_size=64, seed=0)
+    tokenizer = AutoTokenizer.from_pretrained(vlm)
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = (Path(vlm) / "chat_template.jinja").read_text()
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         tie_word_embeddings=True)
+    Qwen2ForCausalLM(config).save_pretrained(folder / "judge")
+    tokenizer.save_pretrained(folder / "judge")
+    return folder / "judge"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="needs .venv-vllm (make setup-vllm)")
+def test_real_vllm_judge_garbage_goes_through_retries_and_missing_scores(tmp_path):
+    judge = _tiny_text_judge(tmp_path)
+    serve = {"model": str(judge), "python": str(VLLM_PYTHON), "startup_timeout_s": 420,
+             "extra_args": ["--max-model-len", "4096", "--dtype", "float32"],
+             "env": {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}}
+    functions, _ = build_reward_functions([{"name": "llm_errors", "weight": 0.5, "options": {
+        "serve": serve, "max_tokens": 32, "parse_retries": 1, "retries": 1, "max_workers": 4}}])
+    reward = functions[0]
+    prompts = [[{"role": "user", "content": "Study A"}]] * 4
+    try:
+        scores = reward(["Findings: a.", "Findings: b.", "Findings: c.", "Findings: d."], prompts=prompts,
+                        reference=["Effusion."] * 4)
+        process = reward.plugin.server.process
+        # A random model never answers in the format: each report is asked twice, then left unscored
+        # (None for the whole group, which TRL adds as the same 0 to every member), and the call counted.
+        assert scores == [None] * 4
+        assert reward.plugin.judge.requests == 8 and reward.faults == 4 and reward.consecutive_failures == 1
+        assert process.poll() is None
+    finally:
+        reward.plugin.teardown()
+    assert process.poll() is not None
