@@ -27,7 +27,7 @@ def scored_run(tmp_path, monkeypatch):
     grpo = tmp_path / "step1" / "grpo"
     calls = []
 
-    def fake_evaluate(model_path, dataset, recipe):  # greedy generation is covered by the evaluation tests
+    def fake_evaluate(model_path, dataset, recipe, models=None):  # greedy generation is covered by the evaluation tests
         step = int(model_path.rsplit("-", 1)[1])
         calls.append(step)
         return {"findings_impression": _table(step)}

@@ -85,6 +85,7 @@ class CheckpointSelectionCallback(TrainerCallback):
         self.validation = validation
         self.requested = recipe.grpo.get("metric_for_best_model") or AUTO
         self.greater_is_better = recipe.grpo.get("greater_is_better")
+        self.models = None
 
     @property
     def path(self) -> Path:
@@ -110,7 +111,12 @@ class CheckpointSelectionCallback(TrainerCallback):
                     return saved
         from unirg.evaluation.heldout import evaluate_dataset
 
-        table = evaluate_dataset(str(checkpoint), self._dataset(), self.recipe)["findings_impression"]
+        if self.models is None:
+            from unirg.evaluation.metrics import MetricModels
+
+            self.models = MetricModels()  # loaded once, shared by every checkpoint's evaluation
+        table = evaluate_dataset(str(checkpoint), self._dataset(), self.recipe,
+                                 models=self.models)["findings_impression"]
         metric = resolve_metric(self.requested, table)
         if metric not in table:
             raise RecipeError(f"grpo.metric_for_best_model: {metric!r} is not an evaluation metric; choose auto or "
