@@ -35,12 +35,13 @@ def step1(tmp_path_factory) -> Path:
     return run_dir
 
 
-def _step2_first_kl(step1: Path, out: Path, reference: str) -> float:
+def _step2_first_kl(step1: Path, out: Path, reference: str, *extra: str) -> float:
     from unirg.training.pipeline import run_pipeline
 
     # The shipped step-2 recipe (labeler_errors at 0.5, beta 0.03), pointed at this step-1 run.
     recipe = load_recipe("demo-step2", [*SMALL, f"model.name_or_path=best:{step1}", f"model.reference={reference}",
-                                        "grpo.max_steps=1", "evaluate=false", "grpo.metric_for_best_model=null"])
+                                        "grpo.max_steps=1", "evaluate=false", "grpo.metric_for_best_model=null",
+                                        *extra])
     assert recipe.grpo["beta"] == 0.03 and recipe.rewards[3].name == "labeler_errors"
     run_pipeline(recipe, out)
     rows = [row for row in read_rows(out / "metrics.jsonl") if "kl" in row]
@@ -67,6 +68,13 @@ def test_kl_is_zero_against_the_start_policy_and_positive_against_another(step1,
     other = _step2_first_kl(step1, tmp_path / "other", str(untrained))
     assert abs(same) < 1e-6
     assert other > 1e-2, other
+
+
+def test_lora_kl_against_its_start_and_refused_against_another(step1, tmp_path):
+    lora = "model.lora={r: 4, alpha: 8}"
+    assert abs(_step2_first_kl(step1, tmp_path / "lora", f"best:{step1}", lora)) < 1e-6
+    with pytest.raises(RecipeError, match="model.reference: with model.lora"):
+        _step2_first_kl(step1, tmp_path / "lora-other", str(next(step1.glob("tiny-*"))), lora)
 
 
 def test_lora_refuses_a_reference_it_cannot_use(tmp_path):
