@@ -77,6 +77,21 @@ def test_lora_kl_against_its_start_and_refused_against_another(step1, tmp_path):
         _step2_first_kl(step1, tmp_path / "lora-other", str(next(step1.glob("tiny-*"))), lora)
 
 
+def test_best_lora_checkpoint_is_merged(tmp_path):
+    from unirg.training.pipeline import run_pipeline
+    from unirg.training.selection import best_checkpoint
+
+    run_dir = tmp_path / "lora-step1"
+    run_pipeline(load_recipe("demo", [*SMALL, "sft=null", "grpo.max_steps=2", "output.save_steps=2",
+                                      "evaluate=false", "grpo.metric_for_best_model=auto",
+                                      "model.lora={r: 4, alpha: 8}"]), run_dir)
+    checkpoint = run_dir / "grpo" / "checkpoint-2"
+    assert (checkpoint / "adapter_config.json").is_file()
+    merged = Path(best_checkpoint(f"best:{run_dir}"))
+    assert merged == checkpoint / "merged" and (merged / "config.json").is_file()
+    assert best_checkpoint(f"best:{run_dir}") == str(merged)  # made once, then reused
+
+
 def test_lora_refuses_a_reference_it_cannot_use(tmp_path):
     start, other = tmp_path / "a", tmp_path / "b"
     start.mkdir()

@@ -69,11 +69,40 @@ def best_checkpoint(reference: str) -> str:
         raise RecipeError(f"{reference}: no scored checkpoint in {path}; train that run with "
                           "grpo.metric_for_best_model set (e.g. auto) so its checkpoints are scored")
     folder = run_dir / "grpo" / data["best"]["checkpoint"]
+    if (folder / "adapter_config.json").is_file():  # a LoRA checkpoint: its config.json (if any) is not a model's
+        return str(merged_adapter(folder))
     if not (folder / "config.json").is_file():
         raise RecipeError(f"{reference}: the best checkpoint {folder} (step {data['best']['step']}, "
-                          f"{data['metric']} {data['best']['score']}) has no config.json; it was deleted or holds "
-                          "only a LoRA adapter. Keep it (output.save_total_limit) or name a model folder instead")
+                          f"{data['metric']} {data['best']['score']}) has no config.json; it was deleted. Keep it "
+                          "(output.save_total_limit) or name a model folder instead")
     return str(folder)
+
+
+def merged_adapter(checkpoint: Path) -> Path:
+    """A full model folder of a LoRA checkpoint (adapter merged into its base), made once at `<checkpoint>/merged`.
+
+    A step-2 run from it with a fresh adapter then has the step-1 policy as TRL's disabled-adapter reference.
+    """
+    from unirg.run_folder import stage_record
+
+    merged = checkpoint / "merged"
+    if stage_record(merged) is not None:
+        return merged
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from unirg.models.loading import load_processor
+    from unirg.run_folder import new_stage_record
+    from unirg.training.checkpoints import save_policy
+
+    base = read_json(checkpoint / "adapter_config.json")["base_model_name_or_path"]
+    if not (Path(base) / "config.json").is_file():
+        raise RecipeError(f"{checkpoint}: a LoRA checkpoint whose base model {base} is gone; it cannot be merged")
+    model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base), str(checkpoint))
+    # Training leaves the processor as it was: the base model's is the checkpoint's.
+    save_policy(model, load_processor(str(base)), merged,
+                new_stage_record("merged_adapter", source=checkpoint.name, base=str(base)))
+    return merged
 
 
 class CheckpointSelectionCallback(TrainerCallback):
@@ -115,7 +144,8 @@ class CheckpointSelectionCallback(TrainerCallback):
             from unirg.evaluation.metrics import MetricModels
 
             self.models = MetricModels()  # loaded once, shared by every checkpoint's evaluation
-        table = evaluate_dataset(str(checkpoint), self._dataset(), self.recipe,
+        weights = merged_adapter(checkpoint) if (checkpoint / "adapter_config.json").is_file() else checkpoint
+        table = evaluate_dataset(str(weights), self._dataset(), self.recipe,
                                  models=self.models)["findings_impression"]
         metric = resolve_metric(self.requested, table)
         if metric not in table:
