@@ -113,7 +113,7 @@ def collective_sync_check(model_dir: str | Path, *, backend: str, num_engines: i
     """Run the pool's collective sync with `num_engines` engines on `model_dir`; return the result row."""
     import ray
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     import unirg.models.processor  # noqa: F401  registers the image-only processor
     from unirg.rollout.generation import (
@@ -131,7 +131,9 @@ def collective_sync_check(model_dir: str | Path, *, backend: str, num_engines: i
                             weight_sync=backend, max_restarts=2, startup_timeout_s=300,
                             gpu_memory_utilization=0.3)
     tolerance = LOGPROB_TOLERANCE[dtype]
-    processor = AutoProcessor.from_pretrained(model_dir)
+    from unirg.models.loading import load_processor
+
+    processor = load_processor(str(model_dir))
     rows = _prompts(processor, 2 * num_engines)
     blocked = placeholder_token_ids(processor)
     pool = RolloutPool(str(model_dir), engine_kwargs(rollout, cluster), rollout, cluster,

@@ -76,12 +76,11 @@ def with_placeholders_blocked(sampling: dict[str, Any], token_ids: list[int]) ->
 
 
 def image_token_id_for(model: str, trust_remote_code: bool = False) -> int | None:
-    """`image_token_id_of` the processor `AutoProcessor` loads for `model` (a folder or a hub id in the cache)."""
-    from transformers import AutoProcessor
+    """`image_token_id_of` the processor unirg loads for `model` (a folder or a hub id in the cache)."""
+    from unirg.models.loading import load_processor
 
-    import unirg.models.processor  # noqa: F401  registers the image-only processor with AutoProcessor
-
-    return image_token_id_of(AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code))
+    # load_processor, not AutoProcessor: without torchvision a hub-layout folder needs the image-only processor.
+    return image_token_id_of(load_processor(model, trust_remote_code=trust_remote_code))
 
 
 def vllm_prompt(request: dict[str, Any], image_token_id: int | None) -> dict[str, Any]:
