@@ -12,11 +12,8 @@ from transformers.processing_utils import ProcessorMixin
 # Qwen's chat layout: a default system turn, then <|im_start|>role\n…<|im_end|>\n per message, and
 # each image block rendered as <|vision_start|><|image_pad|><|vision_end|> (the processor expands the
 # pad to one token per merged patch).
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if loop.first and message['role'] != 'system' -%}"
-    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
-    "{%- endif -%}"
+# The turns of a Qwen chat: role header, text or image placeholders, end marker; then the assistant header.
+_TURNS = (
     "{{ '<|im_start|>' + message['role'] + '\\n' }}"
     "{%- if message['content'] is string -%}{{ message['content'] }}"
     "{%- else -%}{%- for part in message['content'] -%}"
@@ -28,19 +25,15 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
 )
 
-# Qwen3-VL's layout is the same except that no system turn is added when the conversation has none.
-QWEN3_VL_CHAT_TEMPLATE = (
+CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['content'] is string -%}{{ message['content'] }}"
-    "{%- else -%}{%- for part in message['content'] -%}"
-    "{%- if part['type'] == 'image' -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
-    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{ '<|im_end|>\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+    "{%- if loop.first and message['role'] != 'system' -%}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif -%}" + _TURNS
 )
+
+# Qwen3-VL's layout is the same except that no system turn is added when the conversation has none.
+QWEN3_VL_CHAT_TEMPLATE = "{%- for message in messages -%}" + _TURNS
 
 # Patch edge in pixels: Qwen2-VL and Qwen2.5-VL cut 14-pixel patches, Qwen3-VL 16-pixel ones; both merge 2×2.
 PATCH_SIZE = {"qwen2_vl": 14, "qwen2_5_vl": 14, "qwen3_vl": 16}
