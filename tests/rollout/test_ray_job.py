@@ -63,9 +63,8 @@ def test_trainer_ranks_run_on_both_nodes(job: dict) -> None:
 
 def test_rollout_workers_and_reward_actors_are_ray_actors(job: dict) -> None:
     assert len(actors(job, "RolloutWorker")) == 2, job["actors"]
-    # Each trainer rank scores its own completions through its own actor of the Ray reward today (the
-    # budget counts one per rank); shared actors would make this 1.
-    assert 1 <= len(actors(job, "RewardHost")) <= 2, job["actors"]
+    # Every trainer rank of the run scores through one shared actor per Ray reward.
+    assert len(actors(job, "RewardHost")) == 1, job["actors"]
 
 
 def test_job_was_stopped_mid_run_with_each_step_logged_once(job: dict) -> None:
@@ -92,6 +91,15 @@ def test_resubmitted_job_resumed_from_the_last_complete_checkpoint(job: dict) ->
     last = max(job["checkpoints_after_stop"])
     assert job["rows_after"][:last] == job["rows_before"][:last]
     assert len(job["rows_before"]) >= last
+
+
+def test_engines_sample_from_the_trained_policy_every_step(job: dict) -> None:
+    # TRL compares the engines' sampling logprobs with the policy's at every step; engines left on stale
+    # weights, or prompts expanded twice, would push the importance-sampling ratio far from 1.
+    for row in job["rows_after"]:
+        ratio = row.get("sampling/importance_sampling_ratio/mean")
+        assert ratio is not None and 0.7 < ratio < 1.3, row
+        assert row.get("sampling/sampling_logp_difference/mean") is not None, row
 
 
 def test_final_model_loads(job: dict) -> None:
