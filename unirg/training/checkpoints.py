@@ -17,7 +17,15 @@ from typing import Any
 from unirg.distributed import barrier, is_main_process
 from unirg.errors import RecipeError
 from unirg.recipe import Recipe
-from unirg.run_folder import commit_folder, folder_written_atomically, new_stage_record, scratch_folder
+from unirg.run_folder import (
+    FINAL_DIR,
+    commit_folder,
+    folder_written_atomically,
+    last_checkpoint,
+    new_stage_record,
+    scratch_folder,
+    stage_record,
+)
 
 # Recipe sections whose values decide what a stage trains; output, logging, cluster layout and
 # evaluation do not change the weights a stage ends with.
@@ -67,16 +75,31 @@ def refuse_changed_stage(stage: str, folder: Path, changed: list[str]) -> None:
             "recipe, or restore the recipe the run was started with (its recipe.yaml).")
 
 
+def finished_stage(stage: str, final: Path, settings: dict[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The record of a finished stage in `final` (None when unfinished); refused when its settings differ."""
+    record = stage_record(final)
+    if record is not None:
+        refuse_changed_stage(stage, final, changed_settings(record, settings, ignore=ignore))
+    return record
+
+
 def check_finished_stages(recipe: Recipe, run_dir: Path) -> None:
     """Refuse, before anything is written, a recipe that differs from the run's finished stages."""
-    from unirg.run_folder import FINAL_DIR, stage_record
-
     for stage, title in (("sft", "SFT"), ("grpo", "GRPO")):
         final = Path(run_dir) / stage / FINAL_DIR
         record = stage_record(final)
         if record is not None and (stage == "grpo" or recipe.sft is not None):
             settings = stage_settings(recipe, stage, start_model=record["settings"].get("start_model"))
-            refuse_changed_stage(title, final, changed_settings(record, settings, ignore=("grpo.max_steps",)))
+            finished_stage(title, final, settings, ignore=("grpo.max_steps",))
+
+
+def resume_point(stage_dir: Path) -> tuple[Path | None, Path | None]:
+    """The stage's last complete checkpoint, and the same folder when the policy should load from it.
+
+    The second is None for a LoRA checkpoint (an adapter only), which the Trainer restores itself.
+    """
+    checkpoint = last_checkpoint(stage_dir)
+    return checkpoint, checkpoint if checkpoint is not None and loads_full_weights(checkpoint) else None
 
 
 def loads_full_weights(checkpoint: Path) -> bool:

@@ -14,10 +14,8 @@ from unirg.run_folder import (
     FINAL_DIR,
     METRICS_FILE,
     checkpoint_step,
-    last_checkpoint,
     model_identity,
     read_rows,
-    stage_record,
 )
 from unirg.training.callbacks import (
     CheckpointCompleteCallback,
@@ -29,9 +27,8 @@ from unirg.training.callbacks import (
 )
 from unirg.training.checkpoints import (
     PolicyFromCheckpointMixin,
-    changed_settings,
-    loads_full_weights,
-    refuse_changed_stage,
+    finished_stage,
+    resume_point,
     save_trained_policy,
     stage_settings,
 )
@@ -145,20 +142,18 @@ def run_grpo(recipe: Recipe, run_dir: Path, train_dataset, model_path: str) -> R
     final = grpo_dir / FINAL_DIR
     metrics_path = run_dir / METRICS_FILE
     settings = stage_settings(recipe, "grpo", model_identity(model_path))
-    record = stage_record(final)
+    record = finished_stage("GRPO", final, settings, ignore=("grpo.max_steps",))
     requested_steps = int(recipe.grpo.get("max_steps", -1))
     if record is not None:
-        refuse_changed_stage("GRPO", final, changed_settings(record, settings, ignore=("grpo.max_steps",)))
         if not 0 < record["global_step"] < requested_steps:
             summary = summarize(read_rows(metrics_path), record["reward_names"])
             return RunResult(run_dir=run_dir, final_model=final, summary=summary, reused=["grpo"])
 
-    resume_from = last_checkpoint(grpo_dir)
+    resume_from, weights_from = resume_point(grpo_dir)
     if is_main_process():
         truncate_metrics(metrics_path, checkpoint_step(resume_from) if resume_from else 0)
     barrier()
     metrics = MetricsFileCallback(metrics_path)
-    weights_from = resume_from if resume_from is not None and loads_full_weights(resume_from) else None
     trainer = build_trainer(recipe, grpo_dir, train_dataset, model_path,
                             callbacks=[metrics, CheckpointCompleteCallback()], weights_from=weights_from)
     finished = resume_from is not None and 0 < trainer.args.max_steps <= checkpoint_step(resume_from)

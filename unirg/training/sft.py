@@ -8,13 +8,12 @@ from typing import Any
 from trl import SFTTrainer
 
 from unirg.recipe import Recipe
-from unirg.run_folder import FINAL_DIR, checkpoint_step, last_checkpoint, model_identity, stage_record
+from unirg.run_folder import FINAL_DIR, model_identity
 from unirg.training.callbacks import CheckpointCompleteCallback, use_compact_progress, use_tensorboard_dir
 from unirg.training.checkpoints import (
     PolicyFromCheckpointMixin,
-    changed_settings,
-    loads_full_weights,
-    refuse_changed_stage,
+    finished_stage,
+    resume_point,
     save_trained_policy,
     stage_settings,
 )
@@ -69,12 +68,9 @@ def run_sft(recipe: Recipe, run_dir: Path, splits, model_path: str) -> tuple[Pat
     out_dir = run_dir / "sft"
     final = out_dir / FINAL_DIR
     settings = stage_settings(recipe, "sft", model_identity(model_path))
-    record = stage_record(final)
-    if record is not None:
-        refuse_changed_stage("SFT", final, changed_settings(record, settings))
+    if finished_stage("SFT", final, settings) is not None:
         return final, True
-    resume_from = last_checkpoint(out_dir)
-    weights_from = resume_from if resume_from is not None and loads_full_weights(resume_from) else None
+    resume_from, weights_from = resume_point(out_dir)
     processor = load_processor(model_path, trust_remote_code=recipe.model.trust_remote_code)
     policy = load_policy(str(weights_from or model_path), recipe.model)
     policy.config._name_or_path = model_path
@@ -90,8 +86,5 @@ def run_sft(recipe: Recipe, run_dir: Path, splits, model_path: str) -> tuple[Pat
     trainer.policy_loaded_from = str(weights_from) if weights_from else None
     use_compact_progress(trainer, "SFT", recipe.logging.progress)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    global_step = trainer.state.global_step
-    if resume_from is not None and global_step < checkpoint_step(resume_from):
-        global_step = checkpoint_step(resume_from)
-    save_trained_policy(trainer, final, "sft", global_step, settings)
+    save_trained_policy(trainer, final, "sft", trainer.state.global_step, settings)
     return final, False
