@@ -73,7 +73,7 @@ def measure(manifest: str, check_images: bool, read_rows: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="/tmp/unirg-bench-dataset", help="Folder for the shared images and manifests.")
+    parser.add_argument("--out", default="runs/bench-dataset", help="Folder for the shared images and manifests.")
     parser.add_argument("--studies", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--images", type=int, nargs="+", default=[1, 4], help="Images listed per study.")
     parser.add_argument("--check-images", action="store_true", help="Also open every image header while loading.")

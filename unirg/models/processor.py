@@ -40,6 +40,15 @@ PATCH_SIZE = {"qwen2_vl": 14, "qwen2_5_vl": 14, "qwen3_vl": 16}
 MERGE_SIZE = 2
 
 
+def _init_image_only(processor, image_processor, tokenizer, chat_template) -> None:
+    """Set the image/video token fields the stock Qwen processors set, then initialise without a video half."""
+    processor.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
+    processor.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
+    processor.image_token_id = tokenizer.convert_tokens_to_ids(processor.image_token)
+    processor.video_token_id = tokenizer.convert_tokens_to_ids(processor.video_token)
+    ProcessorMixin.__init__(processor, image_processor, tokenizer, chat_template=chat_template)
+
+
 class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
     """Qwen2-VL processor with the PIL image processor and no video processor.
 
@@ -48,11 +57,7 @@ class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
     """
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
-        self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+        _init_image_only(self, image_processor, tokenizer, chat_template)
 
 
 class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
@@ -64,11 +69,7 @@ class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
     """
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
-        self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+        _init_image_only(self, image_processor, tokenizer, chat_template)
         self.vision_start_token = getattr(tokenizer, "vision_start_token", None) or "<|vision_start|>"
         self.vision_end_token = getattr(tokenizer, "vision_end_token", None) or "<|vision_end|>"
         self.vision_start_token_id = tokenizer.convert_tokens_to_ids(self.vision_start_token)
