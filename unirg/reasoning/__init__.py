@@ -1,0 +1,1 @@
+"""Med-R2 reasoning: radiology knowledge (the checklist), teacher traces for SFT, and reflection."""
