@@ -9,7 +9,7 @@ from rewards.adapter import TRLReward
 from rewards.registry import PluginInfo, list_plugins
 from unirg.errors import RewardError
 
-__all__ = ["PluginInfo", "RewardError", "TRLReward", "build_reward_functions", "expand_presets", "list_plugins"]
+__all__ = ["PluginInfo", "RewardError", "TRLReward", "build_reward_functions", "expand_presets", "fit_reward_corpus", "list_plugins"]
 
 
 def _field(entry: Any, key: str, default: Any = None) -> Any:
@@ -35,6 +35,18 @@ def build_reward_functions(entries: Sequence[Any]) -> tuple[list[Callable], list
                                    max_consecutive_failures=_field(entry, "max_consecutive_failures", 3)))
         weights.append(float(_field(entry, "weight", 1.0)))
     return functions, weights
+
+
+def fit_reward_corpus(functions: Sequence[Callable], train_dataset: Any) -> None:
+    """Give plugins that weigh text by corpus statistics (e.g. `cider_d`) the training split's references.
+
+    Called before plugins move into Ray reward actors, so the fitted statistics travel with them.
+    """
+    fitted = [f.plugin for f in functions if hasattr(getattr(f, "plugin", None), "fit_corpus")]
+    if fitted:
+        references = list(train_dataset["reference"])
+        for plugin in fitted:
+            plugin.fit_corpus(references)
 
 
 def expand_presets(entries: Sequence[Any]) -> list[tuple[Any, str]]:

@@ -43,6 +43,8 @@ _BUILTIN_INFOS = (
     _builtin("consistency", "rewards.clinical:consistency",
              "findings asserted in the <think> block agree with the report", inputs=("reasoning", "reports")),
     _builtin("bleu2", "rewards.lexical:bleu2", "BLEU-2 exactly as ReXrank"),
+    _builtin("cider_d", "rewards.cider:CIDErD", "CIDEr-D with training-corpus document frequencies: pays for "
+             "study-specific n-grams, little for boilerplate", 0.0, 10.0),
     _builtin("bleu4", "rewards.lexical:bleu4", "sentence BLEU-4, ReXrank tokenization, smoothing method 1"),
     _builtin("rouge_l", "rewards.lexical:rouge_l", "ROUGE-L F1 (rouge-score, Porter stemming)"),
     _builtin("format", "rewards.format:Format", "required sections (and <think> block) present, in order, non-empty",

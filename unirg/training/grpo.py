@@ -9,6 +9,7 @@ from typing import Any
 from trl import GRPOTrainer
 
 from unirg.distributed import barrier, is_main_process
+from unirg.reasoning.reflection import ReflectionTrainerMixin
 from unirg.recipe import Recipe
 from unirg.run_folder import (
     FINAL_DIR,
@@ -80,7 +81,7 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
     `weights_from` is a checkpoint to take the policy weights from (a resumed run); `model_path` stays
     the run's start model, which TRL uses as the KL reference when `model.reference` is not set.
     """
-    from rewards import build_reward_functions
+    from rewards import build_reward_functions, fit_reward_corpus
     from unirg.models.loading import load_policy, load_processor, peft_config_for, resolve_model_path
 
     processor = load_processor(model_path, trust_remote_code=recipe.model.trust_remote_code)
@@ -96,6 +97,7 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
         check_reference(recipe.model.lora is not None, float(recipe.grpo.get("beta", 0.0)), model_path,
                         policy.config._name_or_path)
     reward_funcs, reward_weights = build_reward_functions(recipe.rewards)
+    fit_reward_corpus(reward_funcs, train_dataset)
     if recipe.cluster.ray_rewards:
         from unirg.rollout.reward_actor import wrap_ray_rewards
 
@@ -105,7 +107,8 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
         from unirg.training.selection import CheckpointSelectionCallback
 
         callbacks = [*(callbacks or []), CheckpointSelectionCallback(recipe, run_dir)]
-    trainer = ResumableGRPOTrainer(
+    trainer_class = ReflectionGRPOTrainer if recipe.rollout.reflection else ResumableGRPOTrainer
+    trainer = trainer_class(
         model=policy,
         reward_funcs=reward_funcs,
         args=grpo_config(recipe, run_dir, reward_weights),
@@ -130,6 +133,12 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
 
 class ResumableGRPOTrainer(PolicyFromCheckpointMixin, GRPOTrainer):
     """trl.GRPOTrainer that resumes with the policy loaded by `from_pretrained` (see checkpoints.py)."""
+
+
+class ReflectionGRPOTrainer(ReflectionTrainerMixin, ResumableGRPOTrainer):
+    """ResumableGRPOTrainer with two-pass rollouts: draft, reflection turn (masked), final report."""
+
+    reflection = True
 
 
 def run_grpo(recipe: Recipe, run_dir: Path, train_dataset, model_path: str) -> RunResult:
