@@ -1,5 +1,9 @@
 """Prompt templates (the project's and UniRG's, Med-R2 reasoning, longitudinal) and the SFT target for each format.
 
+The reasoning format's anatomy walk, and which observations each region reports, come from the radiology
+checklist (unirg.reasoning.knowledge); its SFT target is a teacher trace when one is given, else a
+rule-based block built from the reference.
+
 Two wordings of the user turn (`prompt.template`):
 - `project`: this project's own templates (findings + impression, findings only, impression only).
 - `unirg_paper`: the two templates UniRG (arXiv 2601.17151) describes, findings only and findings +
@@ -14,9 +18,11 @@ unirg.prompts.parser (and so evaluation) reads.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from unirg.data.records import CHEXPERT_OBSERVATIONS, StudyRecord
+from unirg.reasoning.knowledge import Checklist, load_checklist, render_checklist
 
 # UniRG fixes the template per study by which reference sections exist.
 _PAPER_TASK = {
@@ -36,19 +42,14 @@ _ANSWER_FORM = {
     "findings": "Answer as:\nFindings: ...",
     "impression": "Answer as:\nImpression: ...",
 }
-_REASONING = ("First think inside <think> </think>: walk the anatomy (airway, lungs by zone, pleura, heart and "
-              "mediastinum, bones, devices) saying what you see, give the diagnosis, then reflect: re-check each "
-              "finding against the image. Then write the report.")
 
-# Anatomy the reasoning block walks, and the observations it reports under each heading.
-_ANATOMY: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("airway", ()),
-    ("lungs", ("Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis")),
-    ("pleura", ("Pneumothorax", "Pleural Effusion", "Pleural Other")),
-    ("heart and mediastinum", ("Enlarged Cardiomediastinum", "Cardiomegaly")),
-    ("bones", ("Fracture",)),
-    ("devices", ("Support Devices",)),
-)
+
+def reasoning_instruction(checklist: Checklist | None = None) -> str:
+    """The reasoning format's instruction: the anatomy walk and each region's observations, from the checklist."""
+    walk = render_checklist(checklist or load_checklist(), "compact")
+    return ("First think inside <think> </think>. Perception: walk the anatomy region by region, saying what you "
+            f"see and which of the region's findings are present, absent or uncertain: {walk}. Diagnosis: name "
+            "the findings. Reflection: re-check each finding against the image. Then write the report.")
 
 
 def sections_of(findings: str, impression: str) -> str:
@@ -89,7 +90,7 @@ def build_prompt(record: StudyRecord, prompt_format: str, longitudinal: bool = F
     if context:
         lines.append(context)
     if prompt_format == "reasoning":
-        lines.append(_REASONING)
+        lines.append(reasoning_instruction())
     lines.append(_ANSWER_FORM[sections])
     text = "\n".join(lines)
     n_images = len(record.images)
@@ -125,50 +126,42 @@ def reference_report(findings: str, impression: str) -> str:
     return f"{report}\nImpression: {impression.strip()}" if impression.strip() else report
 
 
-# Where each report sentence belongs in the anatomy walk; earlier regions win ("endotracheal tube"
-# is a device, "pleural effusion" is pleura, not lungs).
-_REGION_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("devices", ("tube", "catheter", "line ", "lines", "pacemaker", "device", "wire", "clip", "port")),
-    ("pleura", ("pleura", "effusion", "pneumothorax", "costophrenic")),
-    ("heart and mediastinum", ("heart", "cardi", "mediastin", "hilar", "hila", "aort")),
-    ("bones", ("osseous", "bone", "rib", "fracture", "spine", "skelet")),
-    ("airway", ("trachea", "airway", "bronch")),
-    ("lungs", ("lung", "lobe", "pulmonary", "consolidation", "opacit", "nodule", "atelecta", "edema",
-               "mass", "pneumonia", "airspace", "basilar", "basal", "interstitial")),
-)
-
-
 def _sentences(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"(?<=[.!?])\s+", text or "") if part.strip()]
 
 
-def _by_region(findings: str) -> dict[str, list[str]]:
-    regions: dict[str, list[str]] = {region: [] for region, _ in _ANATOMY}
+def _by_region(findings: str, checklist: Checklist) -> dict[str, list[str]]:
+    """The reference's sentences under the region each describes (the checklist's terms; unplaced ones dropped)."""
+    regions: dict[str, list[str]] = {region.name: [] for region in checklist.regions}
     for sentence in _sentences(findings):
-        lowered = sentence.lower()
-        for region, words in _REGION_WORDS:
-            if any(word in lowered for word in words):
-                regions[region].append(sentence.rstrip("."))
-                break
+        region = checklist.region_for_sentence(sentence)
+        if region is not None:
+            regions[region].append(sentence.rstrip("."))
     return regions
 
 
-def reasoning_block(labels: list[int | None] | None, findings: str, impression: str) -> str:
-    """A Med-R2 style <think> block: perception (anatomy walk, lungs by side), diagnosis, reflection.
+def reasoning_block(labels: list[int | None] | None, findings: str, impression: str,
+                    checklist: Checklist | None = None) -> str:
+    """A rule-based Med-R2 style <think> block: perception (anatomy walk, lungs by side), diagnosis, reflection.
 
-    Perception restates the reference's own sentences under the region they describe (so the block and
-    the report agree by construction); regions the report does not mention fall back to the labels.
+    The walk and which observations belong to each region come from the checklist (default: the shipped
+    one). Perception restates the reference's own sentences under the region they describe (so the block
+    and the report agree by construction); regions the report does not mention fall back to the labels.
+    This is the offline fallback: `unirg traces` writes teacher traces that SFT prefers when it has them.
     """
+    checklist = checklist or load_checklist()
     by_name = dict(zip(CHEXPERT_OBSERVATIONS, labels or [None] * len(CHEXPERT_OBSERVATIONS), strict=True))
-    regions = _by_region(findings)
+    regions = _by_region(findings, checklist)
     perception, positives = [], []
-    for region, observations in _ANATOMY:
+    for walked in checklist.walked_regions:
+        region, observations = walked.name, walked.observation_names
         seen = [name.lower() for name in observations if by_name.get(name) == 1]
         uncertain = [name.lower() for name in observations if by_name.get(name) == -1]
         positives += [(name, region) for name in seen]
         stated = regions[region]
         if region == "lungs" and stated:
-            # Lungs by zone: the right and left lung, then what is bilateral or unsided.
+            # Lungs by zone: the right and left lung, then what is bilateral or unsided (a rule of these
+            # fallback traces, not of the checklist).
             sides = {"right lung": [], "left lung": [], "both lungs": []}
             for sentence in stated:
                 lowered = sentence.lower()
@@ -186,27 +179,39 @@ def reasoning_block(labels: list[int | None] | None, findings: str, impression: 
             statement = ", ".join(seen)
         elif uncertain:
             statement = "possible " + ", ".join(uncertain)
-        elif region == "devices":
-            statement = "none"
         else:
-            statement = "normal"
+            statement = walked.normal
         perception.append(f"{region}: {statement}")
     if positives:
         diagnosis = ", ".join(name for name, _ in positives)
     elif labels is None and impression.strip():
         diagnosis = impression.strip().rstrip(".")  # real data: no labels, the impression is the diagnosis
     else:
-        diagnosis = "no acute abnormality"
+        summary = [region.normal for region in checklist.regions if not region.walked]
+        diagnosis = summary[0] if summary else "no acute abnormality"
     reflection = ("; ".join(f"{name} re-checked in the {region}, consistent" for name, region in positives)
                   if positives else "re-checked each region, nothing missed")
     return (f"<think>\nPerception: {'. '.join(perception)}.\nDiagnosis: {diagnosis}.\n"
             f"Reflection: {reflection}.\n</think>\n")
 
 
-def completion_for(example: dict[str, Any], prompt_format: str) -> str:
-    """The SFT target for a dataset row: the reference report, after a reasoning block when asked for."""
+def completion_for(example: dict[str, Any], prompt_format: str,
+                   traces: Mapping[tuple[str, str], str] | None = None) -> str:
+    """The SFT target for a dataset row: the reference report, after a reasoning block when asked for.
+
+    The reasoning block is the row's teacher trace when `traces` (keyed by (dataset, study id); see
+    unirg.reasoning.traces_file.load_traces_for_sft) has one, else the rule-based block.
+    """
     report = example["reference"]
     if prompt_format == "reasoning":
-        return reasoning_block(example.get("reference_labels"), example.get("reference_findings", ""),
-                               example.get("reference_impression", "")) + report
+        trace = traces.get(trace_key(example)) if traces else None
+        if trace is None:
+            trace = reasoning_block(example.get("reference_labels"), example.get("reference_findings", ""),
+                                    example.get("reference_impression", ""))
+        return trace + report
     return report
+
+
+def trace_key(example: Mapping[str, Any]) -> tuple[str, str]:
+    """Which teacher trace belongs to a dataset row: (dataset name, study id); study ids repeat across datasets."""
+    return str(example.get("dataset") or ""), str(example.get("study_id") or "")
