@@ -90,7 +90,10 @@ class VLLMGenerator:
                 request["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
             requests.append(request)
         outputs = self.llm.generate(requests, self.sampling, use_tqdm=False)
-        return [output.outputs[0].text for output in outputs]
+        # Decoded from the token ids as HF's generator decodes them: vLLM's own text holds back a trailing
+        # partial UTF-8 character that `decode` writes as U+FFFD, so the two backends' files would differ.
+        return self.processor.tokenizer.batch_decode([list(output.outputs[0].token_ids) for output in outputs],
+                                                     skip_special_tokens=True)
 
 
 def vllm_available() -> bool:
