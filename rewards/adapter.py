@@ -51,6 +51,15 @@ def completion_text(completion: Any) -> str:
     return "" if completion is None else str(completion)
 
 
+def final_turn(completion: Any) -> Any:
+    """The messages after the last user turn: a reflection completion (draft, reflection request, final
+    turn) is scored on its final turn only. Strings and single-turn completions are returned as they are."""
+    if not isinstance(completion, list):
+        return completion
+    users = [i for i, m in enumerate(completion) if isinstance(m, dict) and m.get("role") == "user"]
+    return completion[users[-1] + 1:] if users else completion
+
+
 class TRLReward:
     """A picklable TRL reward callable wrapping one plugin; `__name__` is the key in TRL's logs."""
 
@@ -71,7 +80,7 @@ class TRLReward:
         self._setup_done = False
 
     def _inputs(self, completions: Sequence[Any], columns: dict[str, Any]) -> dict[str, Any]:
-        texts = [completion_text(c) for c in completions]
+        texts = [completion_text(final_turn(c)) for c in completions]
         parsed = [_parse(t) for t in texts]
         available = {
             "completions": texts,

@@ -128,6 +128,16 @@ class Recipe(_Section):
             raise ValueError("rewards: GRPO needs at least one reward plugin (or set grpo: null for SFT only)")
         return self
 
+    @model_validator(mode="after")
+    def _check_reflection(self) -> Recipe:
+        if self.rollout.reflection and self.prompt.format != "reasoning":
+            raise ValueError("rollout.reflection re-checks the findings of the <think> block, which only the "
+                             "reasoning format writes: set prompt.format: reasoning, or rollout.reflection: false")
+        if self.rollout.reflection and self.rollout.backend != "hf":
+            raise ValueError(f"rollout.reflection: two-pass rollouts are implemented and tested with rollout.backend: "
+                             f"hf only, not {self.rollout.backend}; use backend hf, or rollout.reflection: false")
+        return self
+
     @field_validator("sft")
     @classmethod
     def _check_sft_fields(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -21,6 +21,11 @@ class RolloutConfig(BaseModel):
     max_new_tokens: int = Field(128, ge=1, description="Longest completion, in tokens.")
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of rollouts.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling threshold.")
+    reflection: bool = Field(
+        False, description="Generate in two passes (Med-R2 reflection), at rollout and at evaluation: a draft "
+        "(reasoning and report), then a user turn asking to re-check each perceived finding against the image, "
+        "then the final report. Rewards score the final turn; the reflection turn's tokens are not trained on. "
+        "Each pass may use max_new_tokens. Needs prompt.format: reasoning and backend: hf.")
 
     # --- vLLM engine (vllm_ray) ---
     max_model_len: int | None = Field(

@@ -43,6 +43,9 @@ def stage_settings(recipe: Recipe, stage: str, start_model: str) -> dict[str, An
     settings = {key: value for key, value in
                 _flatten({section: dumped.get(section) for section in _STAGE_SECTIONS[stage]}).items()
                 if not key.startswith("rollout.") or key in _ROLLOUT_SAMPLING}
+    if stage == "grpo" and recipe.rollout.reflection:
+        # Two-pass rollouts train other sequences; recorded only when on, so older runs' records still match.
+        settings["rollout.reflection"] = True
     settings["start_model"] = start_model
     return settings
 

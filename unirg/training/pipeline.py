@@ -82,7 +82,12 @@ def run_pipeline(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
             evaluations[name] = table
             result.reused += [f"evaluation {name}"] if cached else []
         result.summary["evaluation"] = evaluations
-    result.report = write_report(run_dir, result.summary, evaluations, REPORT_METRICS)
+    rows = REPORT_METRICS
+    if recipe.prompt.format == "reasoning":
+        from unirg.reasoning.reflection import REASONING_METRICS
+
+        rows = (*REPORT_METRICS, *REASONING_METRICS)
+    result.report = write_report(run_dir, result.summary, evaluations, rows)
     write_json_atomically(run_dir / SUMMARY_FILE, result.summary)
     barrier()
     return result
@@ -94,10 +99,19 @@ def _evaluation(run_dir: Path, name: str, model_path: str, dataset, recipe: Reci
     identity = model_identity(model_path)
     # Greedy generation depends on the weights, the studies and the completion budget only.
     key = {"model": identity, "n": len(dataset), "max_new_tokens": recipe.rollout.max_new_tokens}
+    if recipe.rollout.reflection:
+        key["reflection"] = True
     saved = read_json(path)
     if isinstance(saved, dict) and saved.get("key") == key:
         return saved["table"], True
-    table = evaluate_dataset(model_path, dataset, recipe)["findings_impression"]
-    table = {metric: table[metric] for metric in REPORT_METRICS}
+    if recipe.prompt.format == "reasoning":
+        from unirg.reasoning.reflection import REASONING_METRICS, evaluate_reasoning
+
+        # Reasoning policies add their consistency (and, with reflection, draft-vs-final) rows.
+        table = evaluate_reasoning(model_path, dataset, recipe)["findings_impression"]
+        table = {metric: table.get(metric) for metric in (*REPORT_METRICS, *REASONING_METRICS) if metric in table}
+    else:
+        table = evaluate_dataset(model_path, dataset, recipe)["findings_impression"]
+        table = {metric: table[metric] for metric in REPORT_METRICS}
     write_json_atomically(path, {"key": key, "table": table})
     return table, False
