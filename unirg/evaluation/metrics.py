@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from rewards.clinical import TOP5_INDICES, corpus_f1, positives
-from rewards.labeler import label_reports
+from rewards.label_errors import DERIVED, label_errors
+from rewards.labeler import OBSERVATIONS, label_reports
 from rewards.lexical import bleu2, bleu4, rouge_l
 from unirg.prompts.parser import parse_completion
 
+ERROR_INDICES = [i for i, name in enumerate(OBSERVATIONS) if name not in DERIVED]
 # Column order of metrics.csv and of the terminal table.
 METRIC_KEYS = ("n", "chexpert_micro_f1_14", "chexpert_macro_f1_14", "chexpert_micro_f1_5", "chexpert_macro_f1_5",
                "bleu2", "bleu4", "rouge_l", "bertscore", "semb_score", "radgraph", "radcliq_v1",
-               "one_over_radcliq_v1", "ratescore", "mean_words",
+               "one_over_radcliq_v1", "ratescore", "label_errors", "mean_words",
                "duplicate_rate")
 
 
@@ -104,6 +106,10 @@ def score_reports(predictions: Sequence[str], references: Sequence[str],
                        [positives(r, indices=indices) for r in ref_labels])
         table[f"chexpert_micro_f1_{suffix}"] = f1["micro"]
         table[f"chexpert_macro_f1_{suffix}"] = f1["macro"]
+    # Clinically significant errors per report by the labeler (false + missed findings), the offline
+    # counterpart of the judge's error count that UniRG step 2 rewards.
+    table["label_errors"] = mean_scored([sum(label_errors(h, r, ERROR_INDICES)) for h, r in
+                                         zip(hyp_labels, ref_labels, strict=True)])
     per_report_bleu2 = bleu2(predictions, references)
     table["bleu2"] = mean_scored(per_report_bleu2)  # ReXrank: mean of per-report BLEU-2
     table["bleu4"] = mean_scored(bleu4(predictions, references))

@@ -29,7 +29,7 @@ from unirg.training.grpo import RunResult, run_grpo
 
 # Rows of the before/after table in the run report and the terminal summary.
 REPORT_METRICS = ("chexpert_micro_f1_14", "chexpert_macro_f1_14", "chexpert_micro_f1_5", "bleu2", "rouge_l",
-                  "mean_words", "duplicate_rate", "n")
+                  "label_errors", "mean_words", "duplicate_rate", "n")
 
 
 def run_pipeline(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
