@@ -6,6 +6,8 @@ import csv
 import json
 import subprocess
 import sys
+import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,126 @@ def test_cli_rexrank_mode_writes_the_ranking_column(tmp_path):
     # The findings setting scores the raw completion: 2 of its 5 whitespace tokens are in the reference.
     assert findings["nlg_bleu_1"] == pytest.approx(2 / 5, rel=1e-8)
     assert "model folder not found: /nonexistent/folder" in result.stdout
+    assert "green: not computed (no judge configured: give one of --metric-option green.model_path=FOLDER" \
+        in result.stdout
+
+
+# A stand-in judge: run as `vllm.entrypoints.openai.api_server` (same arguments) or served in-process. It
+# answers GREEN- and CheXprompt-style by the candidate report: one missed effusion (1 significant error, 3
+# matched findings), nothing wrong (2 matched), or an unreadable answer for a report starting "Garbage".
+FAKE_JUDGE = textwrap.dedent('''
+    import json, os
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    GREEN = ("[Explanation]:\\nx\\n[Clinically Significant Errors]:\\n(a) False report: 0\\n"
+             "(b) Missing a finding: {errors}\\n[Clinically Insignificant Errors]:\\n(a) False report: 1\\n"
+             "[Matched Findings]:\\n{matched}. heart; lungs; bones\\n")
+    CHEX = ("Number of clinically significant errors by type: [(A, 0), (B, {errors}), (C, 0), (D, 0), (E, 0), (F, 0)]\\n"
+            "Number of clinically insignificant errors by type: [(A, 2), (B, 0), (C, 0), (D, 0), (E, 0), (F, 0)]\\n")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self, code, payload):
+            body = json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self._reply(200 if self.path == "/health" else 404, {})
+
+        def do_POST(self):
+            prompt = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["messages"][-1]["content"]
+            candidate = prompt.rsplit("<<<CANDIDATE REPORT>>>", 1)[1].split("<<<END CANDIDATE REPORT>>>")[0].strip()
+            errors = 1 if "effusion" in candidate.lower() else 0
+            template = CHEX if "errors by type:" in prompt else GREEN
+            content = "I cannot grade this." if candidate.startswith("Garbage") else \\
+                template.format(errors=errors, matched=3 if errors else 2)
+            self._reply(200, {"choices": [{"message": {"content": content}}]})
+
+        def log_message(self, *a):
+            pass
+
+    if __name__ == "__main__":
+        import argparse
+
+        parser = argparse.ArgumentParser()
+        for name in ("--model", "--served-model-name", "--host", "--port", "--gpu-memory-utilization"):
+            parser.add_argument(name)
+        args = parser.parse_args()
+        with open(os.environ["FAKE_JUDGE_STARTS"], "a") as starts:
+            starts.write(args.model + "\\n")
+        ThreadingHTTPServer((args.host, int(args.port)), Handler).serve_forever()
+''')
+
+JUDGED = [{"study_id": "a", "prediction": "Findings: Small left effusion. Impression: Effusion.",
+           "reference": "Findings: Clear lungs.\nImpression: Normal."},
+          {"study_id": "b", "prediction": "Findings: Clear lungs. Impression: Normal.",
+           "reference": "Findings: Clear lungs.\nImpression: Normal."},
+          {"study_id": "c", "prediction": "Garbage words.", "reference": "Findings: Clear lungs.\nImpression: Normal."}]
+
+
+def _check_judged(table: dict) -> None:
+    assert table["green"] == pytest.approx((0.75 + 1.0) / 2)  # 3/(3+1) and 2/(2+0); "c" unreadable, left out
+    assert table["green_unscored"] == 1
+    assert table["chexprompt_errors"] == pytest.approx(0.5)  # significant errors only: 1 and 0
+    assert table["chexprompt_errors_unscored"] == 1
+
+
+def test_green_and_chexprompt_columns_from_a_served_judge(tmp_path):
+    """model_path: unirg serves the judge (one server for both columns), scores both settings, stops it."""
+    fake = tmp_path / "fake" / "vllm" / "entrypoints" / "openai"
+    fake.mkdir(parents=True)
+    for folder in (fake, fake.parent, fake.parent.parent):
+        (folder / "__init__.py").write_text("")
+    (fake / "api_server.py").write_text(FAKE_JUDGE)
+    judge = tmp_path / "green-judge"
+    judge.mkdir()
+    starts = tmp_path / "starts.txt"
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text("".join(json.dumps(r) + "\n" for r in JUDGED))
+    options = []
+    for column in ("green", "chexprompt"):
+        options += ["--metric-option", f"{column}.model_path={judge}", "--metric-option", f"{column}.parse_retries=0"]
+    options += ["--metric-option", f"green.env={{PYTHONPATH: {tmp_path / 'fake'}, FAKE_JUDGE_STARTS: {starts}}}",
+                "--metric-option", "green.startup_timeout_s=60"]
+    result = subprocess.run([sys.executable, "-m", "unirg", "eval", "--predictions", str(predictions), "--mode",
+                             "rexrank", *options, "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    for setting in ("findings", "findings_impression"):
+        _check_judged(metrics["settings"][setting])
+    assert starts.read_text().splitlines() == [str(judge)]  # one server, shared by both columns
+    header = (tmp_path / "out" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"green", "chexprompt_errors"} <= set(header)
+    assert "green: not computed" not in result.stdout and "chexprompt: not computed" not in result.stdout
+
+
+def test_green_and_chexprompt_columns_from_a_judge_url():
+    """base_url: a running OpenAI-compatible endpoint; absent judges are reported with the reason."""
+    from http.server import ThreadingHTTPServer
+
+    namespace: dict = {"__name__": "fake_judge"}
+    exec(FAKE_JUDGE, namespace)  # noqa: S102 - the test's own server code
+    server = ThreadingHTTPServer(("127.0.0.1", 0), namespace["Handler"])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        models = MetricModels({"green": {"base_url": url, "parse_retries": 0},
+                               "chexprompt": {"base_url": url, "model": "judge", "parse_retries": 0}})
+        settings = rexrank_settings([r["prediction"] for r in JUDGED], ["Clear lungs."] * 3, ["Normal."] * 3,
+                                    models)
+    finally:
+        server.shutdown()
+        server.server_close()
+    _check_judged(settings["findings_impression"])
+    _check_judged(settings["findings"])
+
+    unconfigured = MetricModels()
+    table = rexrank_settings(["Findings: Clear lungs."], ["Clear lungs."], [""], unconfigured)["findings"]
+    assert table["green"] is None and table["chexprompt_errors"] is None
+    assert unconfigured.unavailable["green"].startswith("no judge configured: give one of --metric-option "
+                                                        "green.model_path=FOLDER")
+    assert "chexprompt.base_url=URL" in unconfigured.unavailable["chexprompt"]

@@ -36,7 +36,10 @@ def register(subparsers) -> None:
                              "Java) of the findings setting to metrics.json, as report-generation papers print it.")
     parser.add_argument("--metric-option", action="append", default=[], metavar="PLUGIN.KEY=VALUE",
                         help="Option of a model metric, e.g. bertscore.model=/weights/distilroberta-base, "
-                             "bertscore.num_layers=5, radgraph_f1.model_path=/weights/radgraph (repeatable).")
+                             "bertscore.num_layers=5, radgraph_f1.model_path=/weights/radgraph (repeatable). "
+                             "The judge columns of the rexrank mode: green.model_path=FOLDER (a local judge model "
+                             "served with vLLM) or green.base_url=URL green.model=NAME (an OpenAI-compatible "
+                             "endpoint; the reports are sent to it), likewise chexprompt.*.")
     parser.add_argument("--leaderboard", type=Path,
                         help="Folder of ReXrank's published results CSVs (rexrank mode): prints where the result "
                              "would rank.")
@@ -49,10 +52,18 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score, print the table, write metrics.csv and metrics.json."""
-    from unirg.errors import UnirgError
-    from unirg.evaluation.metrics import MetricModels, print_tables, write_tables
+    from unirg.evaluation.metrics import MetricModels
 
     models = MetricModels(parse_metric_options(args.metric_option))
+    try:
+        return _run(args, models)
+    finally:
+        models.close()  # stops the judge servers this evaluation started
+
+
+def _run(args: argparse.Namespace, models) -> int:
+    from unirg.errors import UnirgError
+    from unirg.evaluation.metrics import print_tables, write_tables
 
     if args.model:
         settings = _generate_and_score(args, models)

@@ -20,7 +20,7 @@ ERROR_INDICES = [i for i, name in enumerate(OBSERVATIONS) if name not in DERIVED
 # Column order of metrics.csv and of the terminal table.
 METRIC_KEYS = ("n", "chexpert_micro_f1_14", "chexpert_macro_f1_14", "chexpert_micro_f1_5", "chexpert_macro_f1_5",
                "bleu2", "bleu4", "rouge_l", "bertscore", "semb_score", "radgraph", "radcliq_v1",
-               "one_over_radcliq_v1", "ratescore", "label_errors", "mean_words",
+               "one_over_radcliq_v1", "ratescore", "green", "chexprompt_errors", "label_errors", "mean_words",
                "duplicate_rate")
 
 
@@ -39,8 +39,14 @@ def duplicate_rate(reports: Sequence[str]) -> float:
 
 # Table column → reward plugin computing it per report; filled only when the plugin's weights are present.
 MODEL_METRICS = {"bertscore": "bertscore", "semb_score": "semb_score", "radgraph": "radgraph_f1"}
-# Leaderboard columns outside RadCliQ, filled in the rexrank mode when their weights are present.
-EXTRA_MODEL_METRICS = {"ratescore": "ratescore"}
+# Leaderboard columns outside RadCliQ, filled in the rexrank mode when their weights (or judge) are present.
+EXTRA_MODEL_METRICS = {"ratescore": "ratescore", "green": "green", "chexprompt_errors": "chexprompt"}
+# LLM-judged columns: option group → (`llm_errors` prompt style, the per-report part the column averages).
+# green: matched / (matched + clinically significant errors), higher is better; chexprompt: clinically
+# significant errors per report, lower is better.
+JUDGE_METRICS = {"green": ("green", "green"), "chexprompt": ("chexprompt", "errors")}
+# Options of a judge column that configure the vLLM server unirg starts for its `model_path`.
+_SERVE_OPTIONS = ("gpu_memory_utilization", "max_model_len", "python", "extra_args", "startup_timeout_s", "env")
 
 
 class MetricModels:
@@ -48,6 +54,10 @@ class MetricModels:
 
     `options` maps a plugin name to its options, e.g. {"bertscore": {"model": "/weights/distilroberta-base",
     "num_layers": 5, "baseline_path": "/weights/distilroberta-base.tsv"}}, so local weight folders can be used.
+    The judge columns (`green`, `chexprompt`) take `model_path` (a local model folder unirg serves with vLLM,
+    see rewards.judge_server, with that server's options) or `base_url` and `model` (a running OpenAI-compatible
+    endpoint and its served model name), plus any other `llm_errors` option (max_workers, timeout, ...).
+    Both judge columns given the same `model_path` share one server; `close()` stops it.
     """
 
     def __init__(self, options: dict[str, dict[str, Any]] | None = None):
@@ -61,6 +71,7 @@ class MetricModels:
                              f"options go to {', '.join(sorted(known))}")
         self._plugins: dict[str, Any] = {}
         self.unavailable: dict[str, str] = {}
+        self._served: dict[str, str] = {}  # judge model folder → base URL of the server started for it
 
     def plugin(self, name: str):
         """The set-up plugin, or None when its weights or package are missing (the reason kept in `unavailable`)."""
@@ -72,21 +83,60 @@ class MetricModels:
         if name in self.unavailable:
             return None
         try:
-            plugin = instantiate(name, self.options.get(name, {}))
-            getattr(plugin, "setup", lambda: None)()
-        except UnirgError as error:  # weights or package missing: the column stays empty
+            if name in JUDGE_METRICS:
+                plugin = self._judge(name)
+            else:
+                plugin = instantiate(name, self.options.get(name, {}))
+                getattr(plugin, "setup", lambda: None)()
+        except UnirgError as error:  # weights, package or judge missing: the column stays empty
             self.unavailable[name] = str(error).splitlines()[0]
             return None
         self._plugins[name] = plugin
         return plugin
 
+    def _judge(self, name: str):
+        """The set-up `llm_errors` plugin of a judge column (its server started when it serves a local folder)."""
+        from rewards.registry import instantiate
+        from unirg.errors import UnirgError
+
+        style, _ = JUDGE_METRICS[name]
+        options = dict(self.options.get(name, {}))
+        model_path = options.pop("model_path", None)
+        serve = {key: options.pop(key) for key in _SERVE_OPTIONS if key in options}
+        if (model_path is None) == ("base_url" not in options):
+            raise UnirgError(f"no judge configured: give one of --metric-option {name}.model_path=FOLDER (a local "
+                             f"model unirg serves with vLLM) or {name}.base_url=URL (an OpenAI-compatible endpoint)")
+        if model_path is not None:
+            model_path = str(model_path)
+            if model_path in self._served:  # the other judge column already serves this model
+                options["base_url"] = self._served[model_path]
+            else:
+                options["serve"] = {"model": model_path, **serve}
+        plugin = instantiate("llm_errors", {**options, "style": style,
+                                            "score": "green" if style == "green" else "errors"})
+        plugin.setup()
+        if model_path is not None and getattr(plugin, "server", None) is not None:
+            self._served[model_path] = plugin.server.base_url
+        return plugin
+
+    def close(self) -> None:
+        """Release what the plugins hold (stops the judge servers unirg started)."""
+        for plugin in self._plugins.values():
+            getattr(plugin, "teardown", lambda: None)()
+
     def score(self, name: str, predictions: Sequence[str], references: Sequence[str]) -> list[float | None] | None:
         """Per-report scores (None where the metric gave no finite score), or None when unavailable."""
+        from unirg.errors import UnirgError
+
         plugin = self.plugin(name)
         if plugin is None:
             return None
-        scores = plugin.score(reports=list(predictions), references=list(references))
-        values = getattr(scores, "scores", scores)
+        try:
+            scores = plugin.score(reports=list(predictions), references=list(references))
+        except UnirgError as error:  # e.g. a judge without one readable answer: the column stays empty
+            self.unavailable[name] = str(error).splitlines()[0]
+            return None
+        values = scores.parts[JUDGE_METRICS[name][1]] if name in JUDGE_METRICS else getattr(scores, "scores", scores)
         return [float(v) if v is not None and math.isfinite(float(v)) else None for v in values]
 
 

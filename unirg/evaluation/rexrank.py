@@ -6,7 +6,13 @@ against the reference text. Two settings:
 - `findings_impression`: the completion against "Findings: <findings> Impression: <impression>".
 Only a reasoning block (`<think>…</think>`) is removed from the completion, since it is not part of the report.
 The ranking figure is 1 / mean(RadCliQ-v1) over the test set (never a per-report inverse: RadCliQ-v1 crosses 0).
-RaTEScore is added when its weights are present; GREEN (a 7B judge model) is not computed here.
+RaTEScore is added when its weights are present, and two LLM-judged columns when a judge is configured
+(`--metric-option green.model_path=FOLDER` or `green.base_url=URL`, likewise `chexprompt.*`): `green`, the GREEN
+score matched / (matched + clinically significant errors) with GREEN's six error categories, and
+`chexprompt_errors`, CheXprompt's clinically significant errors per report. Both use unirg's own prompt wording
+(rewards/llm_judge.py), so they follow the published definitions but are comparable to published GREEN or
+CheXprompt numbers only with the same judge model and prompt. `<column>_unscored` counts reports the judge gave
+no readable answer for (left out of the mean).
 """
 
 from __future__ import annotations
@@ -67,9 +73,11 @@ def rexrank_settings(completions: Sequence[str], reference_findings: Sequence[st
     for name, (hyps, refs) in pairs.items():
         table = score_reports(hyps, refs, models=models)
         table["one_over_radcliq_v1"] = one_over(table.get("radcliq_v1"))
-        for key, plugin in EXTRA_MODEL_METRICS.items():  # RaTEScore when its weights are here
+        for key, plugin in EXTRA_MODEL_METRICS.items():  # RaTEScore, GREEN, CheXprompt when available
             scores = models.score(plugin, hyps, refs)
             table[key] = mean_scored(scores) if scores is not None else None
+            if scores is not None and None in scores:
+                table[f"{key}_unscored"] = scores.count(None)
         settings[name] = table
     return settings
 
