@@ -42,20 +42,32 @@ def test_metrics_callback_writes_numbers_only_and_summarizes(tmp_path):
     path = tmp_path / "metrics.jsonl"
     callback = MetricsFileCallback(path)
     state = SimpleNamespace(global_step=1, is_world_process_zero=True)
-    callback.on_step_begin(None, state, None)
-    callback.on_step_end(None, state, None)
     callback.on_log(None, state, None, logs={"loss": 0.5, "reward": 0.1, "rewards/format/mean": 0.2,
-                                              "completions/mean_length": 12.0, "epoch": 0.1})
+                                              "completions/mean_length": 12.0, "epoch": 0.1, "step_time": 2.0,
+                                              "time/generation": 1.5, "time/other": 0.5})
     state.global_step = 2
-    callback.on_log(None, state, None, logs={"loss": 0.4, "reward": 0.3, "rewards/format/mean": float("nan")})
+    callback.on_log(None, state, None, logs={"loss": 0.4, "reward": 0.3, "rewards/format/mean": float("nan"),
+                                              "step_time": 4.0, "time/generation": 3.0, "time/checkpoint": 0.5,
+                                              "time/other": 0.5})
     callback.on_log(None, state, None, logs={"train_runtime": 3.0})
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert rows[0]["rewards/format/mean"] == 0.2 and "epoch" not in rows[0] and rows[0]["step_time"] >= 0
+    assert rows[0]["rewards/format/mean"] == 0.2 and "epoch" not in rows[0] and rows[0]["step_time"] == 2.0
+    assert rows[0]["time/generation"] == 1.5
     assert rows[1]["rewards/format/mean"] is None
     summary = summarize(MetricsFileCallback(path).rows, ["format"])
-    assert summary["steps"] == 2
-    assert summary["reward"] == {"start": 0.1, "end": 0.3}
-    assert summary["rewards"]["format"] == {"start": 0.2, "end": None}
+    assert summary["steps"] == 2 and summary["steps_averaged"] == 1
+    assert summary["reward"] == {"first_10pct": 0.1, "last_10pct": 0.3}
+    assert summary["rewards"]["format"] == {"first_10pct": 0.2, "last_10pct": None}
+    assert summary["mean_step_time"] == 3.0
+    # A part missing from a step (no checkpoint written in it) counts as 0 s there.
+    assert summary["mean_step_time_parts"] == {"checkpoint": 0.25, "generation": 2.25, "other": 0.5}
+
+
+def test_summary_averages_the_first_and_last_tenth_of_the_steps():
+    rows = [{"step": step, "reward": float(step)} for step in range(1, 41)]
+    summary = summarize(rows, [])
+    assert summary["steps_averaged"] == 4
+    assert summary["reward"] == {"first_10pct": 2.5, "last_10pct": 38.5}
 
 
 def test_metrics_callback_writes_nothing_on_other_ranks(tmp_path):

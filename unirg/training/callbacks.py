@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,28 +13,21 @@ from unirg.run_folder import mark_checkpoint_complete, read_rows, write_text_ato
 
 # Keys copied from TRL's logs into metrics.jsonl (plus every rewards/<name>/... and sampling/... key).
 _KEPT_KEYS = ("loss", "reward", "reward_std", "kl", "entropy", "completions/mean_length", "learning_rate",
-              "grad_norm", "frac_reward_zero_std")
+              "grad_norm", "frac_reward_zero_std", "step_time")
 
 
 class MetricsFileCallback(TrainerCallback):
     """Append one JSON line per logged step to `<run>/metrics.jsonl` and keep them for the summary.
 
-    Each line has the step, the wall time of the step, each reward's mean and the loss, KL and mean
-    completion length. Only numbers are written: completions never reach this file.
+    Each line has the step, each reward's mean, the loss, KL and mean completion length, and the step
+    time with its breakdown (`step_time`, `time/<part>`, see unirg.training.step_timing). Only numbers are
+    written: completions never reach this file.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         # Rows of earlier, resumed-from runs count too, so the summary spans the whole run.
         self.rows: list[dict[str, Any]] = read_rows(self.path)
-        self._step_started = time.perf_counter()
-        self._step_seconds: float | None = None
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._step_started = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self._step_seconds = time.perf_counter() - self._step_started
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         # Every rank logs the same (already gathered) numbers; rank 0 alone owns the run folder.
@@ -44,10 +36,10 @@ class MetricsFileCallback(TrainerCallback):
         row: dict[str, Any] = {"step": state.global_step}
         for key, value in logs.items():
             # sampling/*: vLLM-vs-policy importance-sampling ratios; near 0 means broken rollouts.
-            if key in _KEPT_KEYS or key.startswith(("rewards/", "sampling/")):
+            # reflection/*: how often the reflection pass changed the report, F1 of draft and final.
+            # step_time and time/*: the step-time breakdown added by unirg.training.step_timing.
+            if key in _KEPT_KEYS or key.startswith(("rewards/", "sampling/", "reflection/", "time/")):
                 row[key] = _number(value)
-        if self._step_seconds is not None:
-            row["step_time"] = round(self._step_seconds, 4)
         self.rows.append(row)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
@@ -62,25 +54,46 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+# The summary compares the mean of the first and of the last tenth of the logged steps (one step at least).
+EDGE_FRACTION = 0.1
+
+
+def edge_size(count: int) -> int:
+    """How many logged steps each end of a run's summary averages: a tenth of them, at least one."""
+    return max(1, int(count * EDGE_FRACTION))
+
+
 def summarize(rows: list[dict[str, Any]], reward_names: list[str]) -> dict[str, Any]:
-    """Reward means at the first and last logged step, per reward and in total."""
+    """The run in a few numbers: reward means over its first and last 10% of steps, and its step time.
+
+    `reward` and `rewards/<name>` hold `first_10pct` and `last_10pct` (means over `steps_averaged` logged
+    steps at each end); `mean_step_time_parts` is the mean step-time breakdown (seconds per part).
+    """
     if not rows:
         return {"steps": 0}
-    first, last = rows[0], rows[-1]
-    per_reward = {
-        name: {"start": first.get(f"rewards/{name}/mean"), "end": last.get(f"rewards/{name}/mean")}
-        for name in reward_names
-    }
+    size = edge_size(len(rows))
+    first, last = rows[:size], rows[-size:]
+
+    def ends(key: str) -> dict[str, float | None]:
+        return {"first_10pct": _mean([r.get(key) for r in first]), "last_10pct": _mean([r.get(key) for r in last])}
+
+    timed = [row for row in rows if row.get("step_time") is not None]
+    parts = sorted({key for row in timed for key in row if key.startswith("time/")})
     return {
-        "steps": last["step"],
-        "reward": {"start": first.get("reward"), "end": last.get("reward")},
-        "rewards": per_reward,
-        "mean_step_time": _mean([r["step_time"] for r in rows if r.get("step_time") is not None]),
+        "steps": rows[-1]["step"],
+        "steps_averaged": size,
+        "reward": ends("reward"),
+        "rewards": {name: ends(f"rewards/{name}/mean") for name in reward_names},
+        "mean_step_time": _mean([row["step_time"] for row in timed]),
+        # A part a step did not run (no generation on a step that reuses the buffer) counts as 0 s there.
+        "mean_step_time_parts": {key.removeprefix("time/"): _mean([row.get(key) or 0.0 for row in timed])
+                                 for key in parts},
     }
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _mean(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
 
 
 def use_tensorboard_dir(path: Path) -> None:

@@ -33,6 +33,7 @@ from unirg.training.checkpoints import (
     save_trained_policy,
     stage_settings,
 )
+from unirg.training.step_timing import install_step_timing
 
 
 @dataclass
@@ -128,6 +129,8 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
         from unirg.rollout.colocate import install_colocated_rollout
 
         install_colocated_rollout(trainer, recipe.rollout)
+    # Last: it times the rollout backend's weight sync and the final reward functions.
+    install_step_timing(trainer)
     return trainer
 
 
