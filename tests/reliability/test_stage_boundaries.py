@@ -32,7 +32,7 @@ OVERRIDES = ["sft.num_train_epochs=1", "data.synthetic.n_train=32", "data.synthe
              "grpo.num_generations=4", "rollout.max_new_tokens=16", "logging.progress=false",
              "logging.tensorboard=false"]
 # Fields of summary.json that are wall-clock measurements or name the folder, not results.
-UNCOMPARED = ("mean_step_time", "run_dir")
+UNCOMPARED = ("mean_step_time", "mean_step_time_parts", "run_dir")
 
 
 class Stopped(Exception):
@@ -70,7 +70,8 @@ def run(run_dir: Path, *extra: str):
 
 def outcome(run_dir: Path) -> dict:
     """What a finished run left: final weights, metrics rows (minus step times), summary (minus timings)."""
-    rows = [{k: v for k, v in row.items() if k != "step_time" and not k.endswith("/seconds")}
+    rows = [{k: v for k, v in row.items()
+             if k != "step_time" and not k.startswith("time/") and not k.endswith("/seconds")}
             for row in read_rows(run_dir / "metrics.jsonl")]
     summary = {k: v for k, v in read_json(run_dir / "summary.json").items() if k not in UNCOMPARED}
     return {"sft": load_file(run_dir / "sft" / "final" / "model.safetensors"),

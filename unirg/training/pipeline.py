@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from unirg.distributed import barrier, is_main_process, main_process_first
-from unirg.evaluation.heldout import evaluate_dataset
+from unirg.evaluation.heldout import BY_DATASET, evaluate_dataset, heldout_references
 from unirg.evaluation.report import write_report
 from unirg.recipe import Recipe
 from unirg.run_folder import (
@@ -76,12 +76,16 @@ def run_pipeline(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
         return result
     evaluations = None
     if splits.eval is not None and recipe.evaluate:
-        evaluations = {}
+        evaluations, by_dataset = {}, {}
         for name, path in compared:
-            table, cached = _evaluation(run_dir, name, path, splits.eval, recipe)
+            table, per_dataset, cached = _evaluation(run_dir, name, path, splits.eval, recipe)
             evaluations[name] = table
+            for dataset_name, dataset_table in per_dataset.items():
+                by_dataset.setdefault(dataset_name, {})[name] = dataset_table
             result.reused += [f"evaluation {name}"] if cached else []
         result.summary["evaluation"] = evaluations
+        # The references' own length and duplicate rate, and a table per dataset of a held-out mixture.
+        result.summary.update(heldout_references(splits.eval, by_dataset))
     rows = REPORT_METRICS
     if recipe.prompt.format == "reasoning":
         from unirg.reasoning.reflection import REASONING_METRICS
@@ -93,8 +97,10 @@ def run_pipeline(recipe: Recipe, run_dir: Path | None = None) -> RunResult:
     return result
 
 
-def _evaluation(run_dir: Path, name: str, model_path: str, dataset, recipe: Recipe) -> tuple[dict[str, Any], bool]:
-    """The held-out table of `model_path`, read back when these exact weights were already evaluated."""
+def _evaluation(run_dir: Path, name: str, model_path: str, dataset,
+                recipe: Recipe) -> tuple[dict[str, Any], dict[str, dict[str, Any]], bool]:
+    """The held-out table of `model_path` (and one per dataset of a mixture), read back when these exact
+    weights were already evaluated."""
     path = run_dir / EVALUATION_DIR / (name.replace(" ", "_").lower() + ".json")
     identity = model_identity(model_path)
     # Greedy generation depends on the weights, the studies and the completion budget only.
@@ -102,8 +108,9 @@ def _evaluation(run_dir: Path, name: str, model_path: str, dataset, recipe: Reci
     if recipe.rollout.reflection:
         key["reflection"] = True
     saved = read_json(path)
-    if isinstance(saved, dict) and saved.get("key") == key:
-        return saved["table"], True
+    if isinstance(saved, dict) and saved.get("key") == key and "by_dataset" in saved:
+        return saved["table"], saved["by_dataset"], True
+    per_dataset: dict[str, dict[str, Any]] = {}
     if recipe.prompt.format == "reasoning":
         from unirg.reasoning.reflection import REASONING_METRICS, evaluate_reasoning
 
@@ -111,7 +118,9 @@ def _evaluation(run_dir: Path, name: str, model_path: str, dataset, recipe: Reci
         table = evaluate_reasoning(model_path, dataset, recipe)["findings_impression"]
         table = {metric: table.get(metric) for metric in (*REPORT_METRICS, *REASONING_METRICS) if metric in table}
     else:
-        table = evaluate_dataset(model_path, dataset, recipe)["findings_impression"]
-        table = {metric: table[metric] for metric in REPORT_METRICS}
-    write_json_atomically(path, {"key": key, "table": table})
-    return table, False
+        settings = evaluate_dataset(model_path, dataset, recipe, by_dataset=True)
+        table = {metric: settings["findings_impression"][metric] for metric in REPORT_METRICS}
+        per_dataset = {dataset_name: {metric: values[metric] for metric in REPORT_METRICS}
+                       for dataset_name, values in settings.get(BY_DATASET, {}).items()}
+    write_json_atomically(path, {"key": key, "table": table, "by_dataset": per_dataset})
+    return table, per_dataset, False
