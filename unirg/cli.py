@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unirg.commands.check",
     "unirg.commands.data",
     "unirg.commands.label",
+    "unirg.commands.traces",
 )
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from unirg.data.config import DataConfig, PromptConfig
 from unirg.errors import RecipeError
+from unirg.reasoning.config import TracesConfig
 from unirg.rollout.config import ClusterConfig, RolloutConfig
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -112,6 +113,8 @@ class Recipe(_Section):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    traces: TracesConfig = Field(default_factory=TracesConfig, description="Teacher reasoning traces "
+                                 "(`unirg traces`) and the file reasoning SFT learns them from.")
 
     @field_validator("grpo")
     @classmethod
@@ -126,6 +129,9 @@ class Recipe(_Section):
             raise ValueError("grpo and sft are both null: the recipe trains nothing; give at least one of them")
         if self.grpo is not None and not self.rewards:
             raise ValueError("rewards: GRPO needs at least one reward plugin (or set grpo: null for SFT only)")
+        if self.traces.path and self.prompt.format != "reasoning":
+            raise ValueError("traces.path: teacher traces are SFT targets of the reasoning format; set "
+                             "prompt.format: reasoning, or unset traces.path")
         return self
 
     @model_validator(mode="after")
