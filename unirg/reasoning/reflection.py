@@ -23,9 +23,18 @@ from typing import Any
 
 from unirg.errors import UnirgError
 
-# The user turn of pass 2. Fixed text, so every rollout shares the same reflection-turn tokens.
-REFLECTION_REQUEST = ("Reflect: re-check each finding you perceived against the image and correct what is wrong "
-                      "or missing. Then write the final answer: <think> </think>, then the report.")
+
+def reflection_request(checklist: Any = None) -> str:
+    """The user turn of pass 2: re-check each perceived finding, region by region in the checklist's order."""
+    from unirg.reasoning.knowledge import load_checklist
+
+    regions = ", ".join(region.name for region in (checklist or load_checklist()).walked_regions)
+    return (f"Reflect: re-check each finding you perceived against the image, region by region ({regions}), "
+            "and correct what is wrong or missing. Then write the final answer: <think> </think>, then the report.")
+
+
+# The user turn of pass 2, from the shipped checklist; fixed, so every rollout shares its tokens.
+REFLECTION_REQUEST = reflection_request()
 
 
 # Rows the held-out table of a reasoning-format policy adds (see `evaluate_reasoning`).
