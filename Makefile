@@ -39,6 +39,7 @@ lint: setup
 bench: setup setup-vllm
 	$(BIN)/python benchmarks/bench_rewards.py
 	$(BIN)/python benchmarks/bench_resume.py
+	$(BIN)/python benchmarks/bench_overhead.py
 	$(VLLM_BIN)/python benchmarks/bench_rollout.py
 
 clean:

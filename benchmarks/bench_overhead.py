@@ -1,0 +1,154 @@
+"""unirg's added time per GRPO step over a plain trl.GRPOTrainer doing the same steps, with unirg's breakdown.
+
+    .venv/bin/python benchmarks/bench_overhead.py [--steps 10] [--warmup 3] [--rounds 3] [ARGS…]
+
+Both trainers get the demo recipe's tiny model (built once, each trainer loads it afresh), its synthetic
+training data, its reward functions (built the same way, one set per trainer) and the same GRPOConfig
+(`unirg.training.grpo.grpo_config` of the recipe). unirg's trainer comes from `build_trainer`, the `unirg
+rl` path, with the callbacks `run_grpo` adds (metrics.jsonl, checkpoint marker) and its step timing;
+the plain one is `trl.GRPOTrainer(model, reward_funcs, args, train_dataset, processing_class)` with
+TRL's default callbacks. They alternate in one process, `--rounds` times each; every run trains
+`--warmup` + `--steps` steps and the last `--steps` are timed by the same callback in both: wall time
+between the ends of consecutive optimizer steps. Extra ARGS are recipe overrides (`grpo.num_generations=4`).
+With the same seed both runs should make the same samples and losses; the script prints whether they did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+# Recipe overrides that make the demo a GRPO-only benchmark: no SFT, no evaluation, no checkpoint within the run.
+BENCH_OVERRIDES = ["sft=null", "evaluate=false", "output.save_steps=100000", "logging.logging_steps=1"]
+
+
+class StepClock(TrainerCallback):
+    """Wall-clock time at the end of each optimizer step, and the logged total reward and loss."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+        self.logged: list[tuple[float | None, float | None]] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "reward" in logs:
+            self.logged.append((logs.get("reward"), logs.get("loss")))
+
+
+def step_times(clock: StepClock, warmup: int) -> list[float]:
+    return [b - a for a, b in zip(clock.ends[warmup - 1:], clock.ends[warmup:], strict=False)]
+
+
+def run_unirg(recipe, work: Path, dataset, model_path: str, warmup: int) -> tuple[list[float], StepClock, list]:
+    from unirg.training.callbacks import CheckpointCompleteCallback, MetricsFileCallback
+    from unirg.training.grpo import build_trainer
+
+    clock = StepClock()
+    run_dir = Path(tempfile.mkdtemp(dir=work, prefix="unirg-"))
+    trainer = build_trainer(recipe, run_dir / "grpo", dataset, model_path,
+                            callbacks=[MetricsFileCallback(run_dir / "metrics.jsonl"), CheckpointCompleteCallback(),
+                                       clock])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        trainer.train()
+    return step_times(clock, warmup), clock, trainer.step_timer.steps[warmup:]
+
+
+def run_plain(recipe, work: Path, dataset, model_path: str, warmup: int) -> tuple[list[float], StepClock]:
+    from trl import GRPOTrainer
+
+    from rewards import build_reward_functions, fit_reward_corpus
+    from unirg.models.loading import load_policy, load_processor
+    from unirg.training.grpo import grpo_config
+
+    clock = StepClock()
+    run_dir = Path(tempfile.mkdtemp(dir=work, prefix="plain-"))
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
+    reward_funcs, weights = build_reward_functions(recipe.rewards)
+    fit_reward_corpus(reward_funcs, dataset)
+    trainer = GRPOTrainer(model=load_policy(model_path, recipe.model), reward_funcs=reward_funcs,
+                          args=grpo_config(recipe, run_dir, weights), train_dataset=dataset,
+                          processing_class=load_processor(model_path), callbacks=[clock])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        trainer.train()
+    return step_times(clock, warmup), clock
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per run")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of each run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each trainer, alternating")
+    parser.add_argument("overrides", nargs="*", help="recipe overrides, e.g. grpo.num_generations=4")
+    args = parser.parse_args()
+    if args.warmup < 1 or args.steps < 1:
+        parser.error("--warmup and --steps must be at least 1 (a step is timed from the end of the one before)")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from unirg.data import load_splits
+    from unirg.evaluation.report import ordered_parts
+    from unirg.models.loading import resolve_model_path
+    from unirg.recipe import load_recipe
+
+    total_steps = args.warmup + args.steps
+    recipe = load_recipe("demo", [*BENCH_OVERRIDES, f"grpo.max_steps={total_steps}", *args.overrides])
+    work = Path(tempfile.mkdtemp(prefix="unirg-bench-overhead-"))
+    splits = load_splits(recipe.data, recipe.prompt, work)
+    model_path = resolve_model_path(recipe.model, work, corpus=list(splits.train["reference"]))
+    grpo = recipe.grpo
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"workload: demo recipe, {args.warmup} warm-up + {args.steps} timed GRPO steps per run, "
+          f"{grpo.get('per_device_train_batch_size')} completions per step "
+          f"({grpo.get('num_generations')} per prompt), max {recipe.rollout.max_new_tokens} new tokens, "
+          f"rewards {', '.join(r.name for r in recipe.rewards)}; {args.rounds} rounds, alternating")
+
+    unirg_times: list[float] = []
+    plain_times: list[float] = []
+    breakdown: list[dict[str, float]] = []
+    same_numbers = True
+    for round_index in range(args.rounds):
+        times, unirg_clock, steps = run_unirg(recipe, work, splits.train, model_path, args.warmup)
+        unirg_times += times
+        breakdown += steps
+        plain, plain_clock = run_plain(recipe, work, splits.train, model_path, args.warmup)
+        plain_times += plain
+        same_numbers &= unirg_clock.logged == plain_clock.logged
+        print(f"round {round_index + 1}: unirg {statistics.median(times):.3f} s/step, "
+              f"plain TRL {statistics.median(plain):.3f} s/step (medians of {len(times)} steps)")
+
+    unirg_median, plain_median = statistics.median(unirg_times), statistics.median(plain_times)
+    unirg_mean, plain_mean = statistics.fmean(unirg_times), statistics.fmean(plain_times)
+    print()
+    print("| trainer | median s/step | mean s/step | steps timed |")
+    print("|---|---:|---:|---:|")
+    print(f"| unirg (`build_trainer`) | {unirg_median:.3f} | {unirg_mean:.3f} | {len(unirg_times)} |")
+    print(f"| plain `trl.GRPOTrainer` | {plain_median:.3f} | {plain_mean:.3f} | {len(plain_times)} |")
+    added = unirg_median - plain_median
+    print(f"\nunirg's added time per step: {added * 1000:+.1f} ms = {100 * added / unirg_median:+.1f} points of "
+          f"unirg's step time (medians; means: {100 * (unirg_mean - plain_mean) / unirg_mean:+.1f}); "
+          "target: within 2 points")
+    print(f"same rewards and losses logged at every step in both: {same_numbers}")
+
+    parts = ordered_parts(sorted({name for step in breakdown for name in step if name != "step_time"}))
+    mean_step = statistics.fmean(step["step_time"] for step in breakdown)
+    print("\nunirg's step-time breakdown (means over the timed steps):\n")
+    print("| part | mean ms | share |\n|---|---:|---:|")
+    for part in parts:
+        seconds = statistics.fmean(step.get(part, 0.0) for step in breakdown)
+        print(f"| {part} | {seconds * 1000:.1f} | {100 * seconds / mean_step:.1f}% |")
+    print(f"| **step** | {mean_step * 1000:.1f} | 100% |")
+
+if __name__ == "__main__":
+    main()
