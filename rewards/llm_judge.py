@@ -423,7 +423,8 @@ class LLMErrors(RewardPlugin):
 
     Options: base_url (e.g. http://127.0.0.1:8000/v1 for `vllm serve`) or serve (a local judge model
     unirg serves with vLLM: {model: <folder>, gpu_memory_utilization, max_model_len, python, extra_args,
-    startup_timeout_s}; see rewards.judge_server), model (the served name), style (`green`, default,
+    startup_timeout_s, env, ray (auto: in a Ray actor when the run uses Ray), gpu_fraction, cpus}; see
+    rewards.judge_server), model (the served name), style (`green`, default,
     or `chexprompt`), score (`errors`: 1/(errors+1), default; `green`: the GREEN score, style green
     only), api_key_env (name of the variable holding the key, if the endpoint needs one),
     include_insignificant (default False: clinically significant errors only), max_workers (64),
@@ -469,6 +470,7 @@ class LLMErrors(RewardPlugin):
         """Start the served judge, when the options ask unirg to serve one, and point the client at it."""
         if self.server is not None:
             self.judge.client.url = self.server.start().rstrip("/") + "/chat/completions"
+            self.judge.client.api_key = self.server.api_key  # each served judge has its own key
 
     def teardown(self) -> None:
         if self.server is not None:

@@ -7,7 +7,10 @@ parse-retry path runs too.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -100,7 +103,8 @@ def test_options_name_one_judge():
         build_reward_functions([{"name": "llm_errors", "options": {"serve": {"model": "/no/such/folder"}}}])
 
 
-VLLM_PYTHON = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
+REPO = Path(__file__).resolve().parents[2]
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 
 
 def _tiny_text_judge(folder: Path) -> Path:
@@ -146,3 +150,38 @@ def test_real_vllm_judge_garbage_goes_through_retries_and_missing_scores(tmp_pat
     finally:
         reward.plugin.teardown()
     assert process.poll() is not None
+
+
+def _exited(pid: int, within_s: float) -> bool:
+    """Whether `pid` has exited (a zombie not yet reaped by its new parent counts) within `within_s`."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if "\nState:\tZ" in status:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+def test_server_ends_when_the_process_that_started_it_is_killed(fake_vllm, tmp_path):
+    """A trainer (or Ray actor) killed with SIGKILL runs no cleanup; the server must not outlive it."""
+    starter = textwrap.dedent(f'''
+        import sys, time
+        from rewards.judge_server import JudgeServer
+        server = JudgeServer({fake_vllm["model"]!r}, env={fake_vllm["env"]!r}, startup_timeout_s=60)
+        server.start()
+        print(server.process.pid, flush=True)
+        time.sleep(600)
+    ''')
+    parent = subprocess.Popen([sys.executable, "-c", starter], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        server_pid = int(parent.stdout.readline())
+        assert not _exited(server_pid, within_s=0)
+    finally:
+        parent.kill()
+        parent.wait(timeout=30)
+    assert _exited(server_pid, within_s=20)
