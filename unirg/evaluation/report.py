@@ -64,6 +64,9 @@ def format_value(metric: str, value: Any) -> str:
     if metric == "mean_words" or metric.endswith("length"):
         return f"{value:.1f}"
     if metric.endswith("seconds") or metric.endswith("time"):
+        # Sub-second parts keep two decimals so they do not all read 0.0.
+        if value and abs(value) < 0.01:
+            return "<0.01"
         return f"{value:.1f}" if abs(value) >= 1 else f"{value:.2f}"
     return f"{value:.3f}"
 
@@ -128,8 +131,10 @@ def plot_step_time(rows: list[dict[str, Any]], out_dir: Path) -> Path | None:
         layers = [moving_average(values, window) for values in raw]
         shares = [100 * sum(values) / (sum(totals) or 1.0) for values in raw]
         labels = [f"{part} ({share:.0f}%)" for part, share in zip(parts, shares, strict=True)]
-        colors = [plt.get_cmap("tab20")(i % 20) for i in range(len(parts))]
+        colors = ["lightgray" if part == "other" else plt.get_cmap("tab10")(i % 10) for i, part in enumerate(parts)]
         ax.stackplot(steps, layers, labels=labels, colors=colors, alpha=0.85)
+    else:  # a run logged before the breakdown existed: the step time alone
+        ax.plot(steps, moving_average(totals, window), color="C0", linewidth=1.8, label="step time (average)")
     ax.plot(steps, totals, color="black", alpha=0.3, linewidth=0.8, label="step time (per step)")
     title = "Step time by part" if parts else "Wall time per optimizer step"
     _finish(fig, ax, title, "seconds", window, legend=True)
@@ -144,7 +149,10 @@ def plot_step_time(rows: list[dict[str, Any]], out_dir: Path) -> Path | None:
 def _finish(fig, ax, title: str, ylabel: str, window: int, legend: bool) -> None:
     ax.set_title(title if window <= 1 else f"{title}\n(faint: each step; line: moving average over {window} steps)",
                  fontsize=10)
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xlabel("GRPO step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     if legend:
@@ -215,8 +223,9 @@ def write_report(run_dir: Path, summary: dict[str, Any], evaluations: dict[str, 
         steps = summary.get("steps", 0)
         if steps:
             size = summary.get("steps_averaged", 1)
-            lines += [f"{steps} GRPO steps. Rewards averaged over the first and the last {size} logged "
-                      f"step{'s' if size > 1 else ''} (a tenth of the run, at least one):", ""]
+            span = "logged step" if size == 1 else f"{size} logged steps"
+            lines += [f"{steps} GRPO steps. Rewards averaged over the first and the last {span} "
+                      "(a tenth of the run, at least one step):", ""]
             lines += reward_table(summary)
         timing = step_time_table(summary)
         if timing:
