@@ -277,3 +277,13 @@ def test_green_and_chexprompt_columns_from_a_judge_url():
     assert unconfigured.unavailable["green"].startswith("no judge configured: give one of --metric-option "
                                                         "green.model_path=FOLDER")
     assert "chexprompt.base_url=URL" in unconfigured.unavailable["chexprompt"]
+
+
+def test_judge_options_outside_the_rexrank_mode_are_refused(tmp_path):
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text(json.dumps(JUDGED[0]) + "\n")
+    result = subprocess.run([sys.executable, "-m", "unirg", "eval", "--predictions", str(predictions),
+                             "--metric-option", "green.base_url=http://127.0.0.1:9/v1", "--out", str(tmp_path / "o")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "green.*: those columns are computed with --mode rexrank only" in result.stdout + result.stderr

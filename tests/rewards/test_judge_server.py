@@ -132,7 +132,7 @@ def _tiny_text_judge(folder: Path) -> Path:
 def test_real_vllm_judge_garbage_goes_through_retries_and_missing_scores(tmp_path):
     judge = _tiny_text_judge(tmp_path)
     serve = {"model": str(judge), "python": str(VLLM_PYTHON), "startup_timeout_s": 420,
-             "extra_args": ["--max-model-len", "4096", "--dtype", "float32"],
+             "extra_args": ["--max-model-len", "4096", "--dtype", "float32", "--enforce-eager"],
              "env": {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}}
     functions, _ = build_reward_functions([{"name": "llm_errors", "weight": 0.5, "options": {
         "serve": serve, "max_tokens": 32, "parse_retries": 1, "retries": 1, "max_workers": 4}}])

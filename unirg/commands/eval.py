@@ -54,7 +54,14 @@ def run(args: argparse.Namespace) -> int:
     """Score, print the table, write metrics.csv and metrics.json."""
     from unirg.evaluation.metrics import MetricModels
 
-    models = MetricModels(parse_metric_options(args.metric_option))
+    options = parse_metric_options(args.metric_option)
+    rexrank_only = sorted(set(options) & {"ratescore", "green", "chexprompt"})
+    if rexrank_only and args.mode != "rexrank":
+        from unirg.errors import UnirgError
+
+        raise UnirgError(f"--metric-option {', '.join(rexrank_only)}.*: those columns are computed with "
+                         "--mode rexrank only; add it")
+    models = MetricModels(options)
     try:
         return _run(args, models)
     finally:
