@@ -286,6 +286,10 @@ class RayJudgeServer:
         except ray.exceptions.RayTaskError as error:
             cause = error.cause if getattr(error, "cause", None) is not None else error
             raise RewardError(str(cause)) from None
+        except ray.exceptions.RayActorError as error:
+            self._actor = None
+            raise RewardError(f"llm_errors: the judge actor {self.name} for {self.server.model} died: "
+                              f"{str(error).strip().splitlines()[-1][:300]}") from None
         except ray.exceptions.GetTimeoutError:
             raise RewardError(f"llm_errors: the judge actor {self.name} for {self.server.model} did not start "
                               f"within {self.server.startup_timeout_s + 300:.0f} s; is there room for "
