@@ -8,8 +8,9 @@ training data, its reward functions (built the same way, one set per trainer) an
 rl` path, with the callbacks `run_grpo` adds (metrics.jsonl, checkpoint marker) and its step timing;
 the plain one is `trl.GRPOTrainer(model, reward_funcs, args, train_dataset, processing_class)` with
 TRL's default callbacks. They alternate in one process, `--rounds` times each; every run trains
-`--warmup` + `--steps` steps and the last `--steps` are timed by the same callback in both: wall time
-between the ends of consecutive optimizer steps. Extra ARGS are recipe overrides (`grpo.num_generations=4`).
+`--warmup` + `--steps` steps and the last `--steps` are timed by the same callback in both: wall and
+process CPU time between the ends of consecutive optimizer steps (CPU time is less disturbed by other
+processes on a shared machine). Extra ARGS are recipe overrides (`grpo.num_generations=4`).
 With the same seed both runs should make the same samples and losses; the script prints whether they did.
 """
 
@@ -32,25 +33,27 @@ BENCH_OVERRIDES = ["sft=null", "evaluate=false", "output.save_steps=100000", "lo
 
 
 class StepClock(TrainerCallback):
-    """Wall-clock time at the end of each optimizer step, and the logged total reward and loss."""
+    """Wall-clock and process CPU time at the end of each optimizer step, and the logged reward and loss."""
 
     def __init__(self) -> None:
-        self.ends: list[float] = []
+        self.ends: list[tuple[float, float]] = []
         self.logged: list[tuple[float | None, float | None]] = []
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.ends.append(time.perf_counter())
+        self.ends.append((time.perf_counter(), time.process_time()))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "reward" in logs:
             self.logged.append((logs.get("reward"), logs.get("loss")))
 
 
-def step_times(clock: StepClock, warmup: int) -> list[float]:
-    return [b - a for a, b in zip(clock.ends[warmup - 1:], clock.ends[warmup:], strict=False)]
+def step_times(clock: StepClock, warmup: int) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of each step after the warm-up: from the end of the step before to its own end."""
+    ends = clock.ends[warmup - 1:]
+    return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(ends, ends[1:], strict=False)]
 
 
-def run_unirg(recipe, work: Path, dataset, model_path: str, warmup: int) -> tuple[list[float], StepClock, list]:
+def run_unirg(recipe, work: Path, dataset, model_path: str, warmup: int) -> tuple[list[tuple[float, float]], StepClock, list]:
     from unirg.training.callbacks import CheckpointCompleteCallback, MetricsFileCallback
     from unirg.training.grpo import build_trainer
 
@@ -64,7 +67,7 @@ def run_unirg(recipe, work: Path, dataset, model_path: str, warmup: int) -> tupl
     return step_times(clock, warmup), clock, trainer.step_timer.steps[warmup:]
 
 
-def run_plain(recipe, work: Path, dataset, model_path: str, warmup: int) -> tuple[list[float], StepClock]:
+def run_plain(recipe, work: Path, dataset, model_path: str, warmup: int) -> tuple[list[tuple[float, float]], StepClock]:
     from trl import GRPOTrainer
 
     from rewards import build_reward_functions, fit_reward_corpus
@@ -114,32 +117,35 @@ def main() -> None:
           f"({grpo.get('num_generations')} per prompt), max {recipe.rollout.max_new_tokens} new tokens, "
           f"rewards {', '.join(r.name for r in recipe.rewards)}; {args.rounds} rounds, alternating")
 
-    unirg_times: list[float] = []
-    plain_times: list[float] = []
+    unirg_times: list[tuple[float, float]] = []
+    plain_times: list[tuple[float, float]] = []
     breakdown: list[dict[str, float]] = []
     same_numbers = True
     for round_index in range(args.rounds):
         times, unirg_clock, steps = run_unirg(recipe, work, splits.train, model_path, args.warmup)
-        unirg_times += times
-        breakdown += steps
         plain, plain_clock = run_plain(recipe, work, splits.train, model_path, args.warmup)
+        unirg_times += times
         plain_times += plain
+        breakdown += steps
         same_numbers &= unirg_clock.logged == plain_clock.logged
-        print(f"round {round_index + 1}: unirg {statistics.median(times):.3f} s/step, "
-              f"plain TRL {statistics.median(plain):.3f} s/step (medians of {len(times)} steps)")
+        print(f"round {round_index + 1}: wall s/step unirg {statistics.median(t[0] for t in times):.3f}, "
+              f"plain TRL {statistics.median(t[0] for t in plain):.3f} (medians of {len(times)} steps); "
+              f"load average {os.getloadavg()[0]:.2f}")
 
-    unirg_median, plain_median = statistics.median(unirg_times), statistics.median(plain_times)
-    unirg_mean, plain_mean = statistics.fmean(unirg_times), statistics.fmean(plain_times)
-    print()
-    print("| trainer | median s/step | mean s/step | steps timed |")
-    print("|---|---:|---:|---:|")
-    print(f"| unirg (`build_trainer`) | {unirg_median:.3f} | {unirg_mean:.3f} | {len(unirg_times)} |")
-    print(f"| plain `trl.GRPOTrainer` | {plain_median:.3f} | {plain_mean:.3f} | {len(plain_times)} |")
-    added = unirg_median - plain_median
-    print(f"\nunirg's added time per step: {added * 1000:+.1f} ms = {100 * added / unirg_median:+.1f} points of "
-          f"unirg's step time (medians; means: {100 * (unirg_mean - plain_mean) / unirg_mean:+.1f}); "
-          "target: within 2 points")
+    print("\n| trainer | median wall s/step | mean wall s/step | median CPU s/step | steps timed |")
+    print("|---|---:|---:|---:|---:|")
+    for name, times in (("unirg (`build_trainer`)", unirg_times), ("plain `trl.GRPOTrainer`", plain_times)):
+        print(f"| {name} | {statistics.median(t[0] for t in times):.3f} | {statistics.fmean(t[0] for t in times):.3f} "
+              f"| {statistics.median(t[1] for t in times):.3f} | {len(times)} |")
+    # Both runs make the same samples (same seed), so step k of a unirg run and step k of the plain run of
+    # its round do the same work: the paired differences cancel most of what the workload itself varies.
+    for index, clock in ((0, "wall"), (1, "CPU")):
+        added = statistics.median(u[index] - p[index] for u, p in zip(unirg_times, plain_times, strict=True))
+        step = statistics.median(u[index] for u in unirg_times)
+        print(f"unirg's added {clock} time per step: {added * 1000:+.1f} ms = {100 * added / step:+.1f} points of "
+              f"unirg's step time (median of paired step differences; target: within 2 points)")
     print(f"same rewards and losses logged at every step in both: {same_numbers}")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     parts = ordered_parts(sorted({name for step in breakdown for name in step if name != "step_time"}))
     mean_step = statistics.fmean(step["step_time"] for step in breakdown)
