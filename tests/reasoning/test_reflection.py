@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from unirg.errors import RecipeError
+from unirg.prompts.parser import parse_completion
 from unirg.reasoning.reflection import (
     REFLECTION_REQUEST,
     ReflectionTurn,
@@ -126,8 +127,6 @@ def test_the_reflection_turn_carries_mask_zero_and_nothing_else_does(trainer, ba
 
 def test_rewards_receive_the_final_turn_without_its_reasoning(trainer, batch):
     grpo, _ = trainer
-    from unirg.prompts.parser import parse_completion
-
     recorder = next(f.plugin for f in grpo.reward_funcs if type(f.plugin).__name__ == "Recorder")
     seen = recorder.seen[-1]
     assert len(seen["reports"]) == 4
@@ -142,6 +141,51 @@ def test_rewards_receive_the_final_turn_without_its_reasoning(trainer, batch):
         parsed = parse_completion(completion)
         assert report == parsed.report and reasoning == parsed.reasoning
         assert "<think>" not in report and "</think>" not in report
+
+
+DRAFT = ("<think>\nPerception: pleura: small right pleural effusion.\nDiagnosis: pleural effusion.\n</think>\n"
+         "Findings: Small right pleural effusion.\nImpression: Right pleural effusion.")
+FINAL = ("<think>\nReflection: the costophrenic angles are sharp, nothing in the pleura.\n</think>\n"
+         "Findings: The lungs are clear.\nImpression: No acute process.")
+
+
+def test_rewards_score_the_final_report_of_a_scripted_rollout(trainer, monkeypatch):
+    """Known draft and final texts: the reward gets exactly the final turn, its report without reasoning."""
+    from trl import GRPOTrainer
+
+    grpo, train = trainer
+    tokenizer = grpo.processing_class.tokenizer
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    turn = reflection_turn(grpo.processing_class)
+    calls = []
+
+    def scripted(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        second_pass = all(list(ids[-len(turn.request):]) == list(turn.request) for ids in prompt_ids)
+        calls.append(second_pass)
+        text = FINAL if second_pass else DRAFT
+        return [tokenizer(text, add_special_tokens=False)["input_ids"] + [end] for _ in prompt_ids], None
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_single_turn", scripted)
+    grpo.model.train()
+    out = grpo._generate_and_score_completions([train[i // 2] for i in range(4)])
+    assert calls == [False, True]
+    seen = next(f.plugin for f in grpo.reward_funcs if type(f.plugin).__name__ == "Recorder").seen[-1]
+    final = parse_completion(tokenizer.decode(tokenizer(FINAL, add_special_tokens=False)["input_ids"]))
+    assert seen["reports"] == [final.report] * 4
+    assert seen["reasoning"] == [final.reasoning] * 4
+    assert final.report == "The lungs are clear. No acute process."
+    for completion in seen["completions"]:
+        assert "effusion" not in completion and REFLECTION_REQUEST not in completion  # no draft, no request
+        assert completion == tokenizer.decode(tokenizer(FINAL, add_special_tokens=False)["input_ids"])
+    # The trained sequence is draft + reflection turn + final, masked 0 exactly on the reflection turn.
+    draft_ids = tokenizer(DRAFT, add_special_tokens=False)["input_ids"] + [end]
+    assert out["completion_ids"][0, :len(draft_ids)].tolist() == draft_ids
+    mask = out["tool_mask"][0].tolist()
+    assert mask[:len(draft_ids)] == [1] * len(draft_ids)
+    assert mask[len(draft_ids):len(draft_ids) + len(turn.request)] == [0] * len(turn.request)
+    assert set(mask[len(draft_ids) + len(turn.request):]) == {1}
+    # The draft said effusion, the final report does not: reflection changed every report.
+    assert grpo._metrics["train"]["reflection/changed_rate"][-1] == 1.0
 
 
 def test_reflection_metrics_are_logged(trainer, batch):
