@@ -11,7 +11,8 @@ reflection-turn tokens were not sampled from the policy, so they carry mask 0 in
 mask TRL 1.16 applies to tool results in multi-turn rollouts: loss, entropy and KL are averaged over
 mask 1 only); old-policy and reference log-probabilities are computed by TRL on the same sequence.
 Rewards score the final turn only (`rewards.adapter.final_turn`). Evaluation runs the same two passes
-greedily.
+greedily. Each pass may use `rollout.max_new_tokens`; TRL's `completions/*_length` metrics count both
+passes and the reflection turn.
 """
 
 from __future__ import annotations
