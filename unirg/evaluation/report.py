@@ -137,7 +137,8 @@ def plot_step_time(rows: list[dict[str, Any]], out_dir: Path) -> Path | None:
         ax.plot(steps, moving_average(totals, window), color="C0", linewidth=1.8, label="step time (average)")
     ax.plot(steps, totals, color="black", alpha=0.3, linewidth=0.8, label="step time (per step)")
     title = "Step time by part" if parts else "Wall time per optimizer step"
-    _finish(fig, ax, title, "seconds", window, legend=True)
+    _finish(fig, ax, title, "seconds", window, legend=True,
+            smoothed="areas: moving average" if parts else "line: moving average")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path = out_dir / "step_time.png"
@@ -146,8 +147,9 @@ def plot_step_time(rows: list[dict[str, Any]], out_dir: Path) -> Path | None:
     return path
 
 
-def _finish(fig, ax, title: str, ylabel: str, window: int, legend: bool) -> None:
-    ax.set_title(title if window <= 1 else f"{title}\n(faint: each step; line: moving average over {window} steps)",
+def _finish(fig, ax, title: str, ylabel: str, window: int, legend: bool,
+            smoothed: str = "line: moving average") -> None:
+    ax.set_title(title if window <= 1 else f"{title}\n(faint: each step; {smoothed} over {window} steps)",
                  fontsize=10)
     from matplotlib.ticker import MaxNLocator
 

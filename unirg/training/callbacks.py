@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 
 from unirg.run_folder import mark_checkpoint_complete, read_rows, write_text_atomically
 
-# Keys copied from TRL's logs into metrics.jsonl (plus every rewards/<name>/... and sampling/... key).
+# Keys copied from the logs into metrics.jsonl (plus every rewards/, sampling/, reflection/ and time/ key).
 _KEPT_KEYS = ("loss", "reward", "reward_std", "kl", "entropy", "completions/mean_length", "learning_rate",
               "grad_norm", "frac_reward_zero_std", "step_time")
 
