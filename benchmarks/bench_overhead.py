@@ -92,6 +92,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of each run")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each trainer, alternating")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads (0: torch's default); 1 keeps a shared, busy machine from "
+                             "stalling both trainers on threads that wait for each other")
     parser.add_argument("overrides", nargs="*", help="recipe overrides, e.g. grpo.num_generations=4")
     args = parser.parse_args()
     if args.warmup < 1 or args.steps < 1:
@@ -99,18 +102,22 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+    import torch
+
     from unirg.data import load_splits
     from unirg.evaluation.report import ordered_parts
     from unirg.models.loading import resolve_model_path
     from unirg.recipe import load_recipe
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     total_steps = args.warmup + args.steps
     recipe = load_recipe("demo", [*BENCH_OVERRIDES, f"grpo.max_steps={total_steps}", *args.overrides])
     work = Path(tempfile.mkdtemp(prefix="unirg-bench-overhead-"))
     splits = load_splits(recipe.data, recipe.prompt, work)
     model_path = resolve_model_path(recipe.model, work, corpus=list(splits.train["reference"]))
     grpo = recipe.grpo
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"workload: demo recipe, {args.warmup} warm-up + {args.steps} timed GRPO steps per run, "
           f"{grpo.get('per_device_train_batch_size')} completions per step "
