@@ -156,3 +156,24 @@ def test_log_carries_the_mean_over_the_logged_steps():
     again: dict = {}
     timer.on_log(None, None, None, logs=again)
     assert again == {}, "each log holds only the steps since the previous one"
+
+
+def test_async_reward_stays_async_and_is_timed():
+    import asyncio
+
+    from trl.trainer.utils import is_async_callable
+
+    from unirg.training.step_timing import _TimedAsyncReward, _TimedReward
+
+    async def judge(completions, **kwargs):
+        await asyncio.sleep(0.02)
+        return [1.0] * len(completions)
+
+    timer = StepTimer()
+    timer.start_step_if_idle()
+    wrapped = _TimedAsyncReward(judge, timer)
+    assert is_async_callable(wrapped) and not is_async_callable(_TimedReward(len, timer))
+    assert wrapped.__name__ == "judge"
+    assert asyncio.run(wrapped(completions=["a", "b"])) == [1.0, 1.0]
+    timer.on_step_end(None, None, None)
+    assert timer.steps[-1]["reward/judge"] >= 0.02

@@ -172,6 +172,9 @@ class _TimedReward:
             return self.func(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
+        # Only reached for names the wrapper lacks; none during unpickling, before `func` is set.
+        if "func" not in self.__dict__:
+            raise AttributeError(name)
         return getattr(self.__dict__["func"], name)
 
 
