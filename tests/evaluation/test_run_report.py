@@ -131,3 +131,25 @@ def test_references_stats_and_per_dataset_scores():
     assert entries["references"] == stats
     assert entries["evaluation_by_dataset"]["b"]["references"]["duplicate_rate"] == 0.0
     assert "evaluation_by_dataset" not in heldout_references(dataset, {})
+
+
+def test_pipeline_keeps_the_per_dataset_tables_and_reads_them_back(tmp_path, monkeypatch):
+    from datasets import Dataset
+
+    from unirg.recipe import load_recipe
+    from unirg.training import pipeline
+
+    calls = []
+
+    def fake_evaluate(model_path, dataset, recipe, models=None, by_dataset=False):  # generation: other tests
+        calls.append(by_dataset)
+        table = {metric: 0.5 for metric in pipeline.REPORT_METRICS}
+        return {"findings_impression": table, BY_DATASET: {"a": {**table, "n": 1}, "b": {**table, "n": 2}}}
+
+    monkeypatch.setattr(pipeline, "evaluate_dataset", fake_evaluate)
+    dataset = Dataset.from_dict({"dataset": ["a", "b", "b"]})
+    model = str(tmp_path / "model")
+    table, per_dataset, cached = pipeline._evaluation(tmp_path, "after GRPO", model, dataset, load_recipe("demo"))
+    assert not cached and table["n"] == 0.5 and {name: t["n"] for name, t in per_dataset.items()} == {"a": 1, "b": 2}
+    again = pipeline._evaluation(tmp_path, "after GRPO", model, dataset, load_recipe("demo"))
+    assert again == (table, per_dataset, True) and calls == [True]
