@@ -1,16 +1,16 @@
 """unirg's added time per GRPO step over a plain trl.GRPOTrainer doing the same steps, with unirg's breakdown.
 
-    .venv/bin/python benchmarks/bench_overhead.py [--steps 10] [--warmup 3] [--rounds 3] [ARGS…]
+    .venv/bin/python benchmarks/bench_overhead.py [--steps 10] [--warmup 3] [--rounds 4] [--threads N] [ARGS…]
 
 Both trainers get the demo recipe's tiny model (built once, each trainer loads it afresh), its synthetic
 training data, its reward functions (built the same way, one set per trainer) and the same GRPOConfig
 (`unirg.training.grpo.grpo_config` of the recipe). unirg's trainer comes from `build_trainer`, the `unirg
 rl` path, with the callbacks `run_grpo` adds (metrics.jsonl, checkpoint marker) and its step timing;
 the plain one is `trl.GRPOTrainer(model, reward_funcs, args, train_dataset, processing_class)` with
-TRL's default callbacks. They alternate in one process, `--rounds` times each; every run trains
-`--warmup` + `--steps` steps and the last `--steps` are timed by the same callback in both: wall and
-process CPU time between the ends of consecutive optimizer steps (CPU time is less disturbed by other
-processes on a shared machine). Extra ARGS are recipe overrides (`grpo.num_generations=4`).
+TRL's default callbacks. They alternate in one process, `--rounds` times each, the order flipping every
+round; every run trains `--warmup` + `--steps` steps and the last `--steps` are timed by the same
+callback in both: wall and process CPU time between the ends of consecutive optimizer steps (CPU time
+is less disturbed by other processes on a shared machine). Extra ARGS are recipe overrides (`grpo.num_generations=4`).
 With the same seed both runs should make the same samples and losses; the script prints whether they did.
 """
 
@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of each run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each trainer, alternating")
+    parser.add_argument("--rounds", type=int, default=4, help="runs of each trainer, alternating")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads (0: torch's default); 1 keeps a shared, busy machine from "
                              "stalling both trainers on threads that wait for each other")
@@ -129,15 +129,22 @@ def main() -> None:
     breakdown: list[dict[str, float]] = []
     same_numbers = True
     for round_index in range(args.rounds):
-        times, unirg_clock, steps = run_unirg(recipe, work, splits.train, model_path, args.warmup)
-        plain, plain_clock = run_plain(recipe, work, splits.train, model_path, args.warmup)
+        # Which trainer goes first alternates too (unirg, plain | plain, unirg | …), so neither always runs on
+        # a process the other has just warmed or cluttered.
+        if round_index % 2:
+            plain, plain_clock = run_plain(recipe, work, splits.train, model_path, args.warmup)
+            times, unirg_clock, steps = run_unirg(recipe, work, splits.train, model_path, args.warmup)
+        else:
+            times, unirg_clock, steps = run_unirg(recipe, work, splits.train, model_path, args.warmup)
+            plain, plain_clock = run_plain(recipe, work, splits.train, model_path, args.warmup)
         unirg_times += times
         plain_times += plain
         breakdown += steps
         same_numbers &= unirg_clock.logged == plain_clock.logged
-        print(f"round {round_index + 1}: wall s/step unirg {statistics.median(t[0] for t in times):.3f}, "
-              f"plain TRL {statistics.median(t[0] for t in plain):.3f} (medians of {len(times)} steps); "
-              f"load average {os.getloadavg()[0]:.2f}")
+        print(f"round {round_index + 1} ({'plain first' if round_index % 2 else 'unirg first'}): median s/step "
+              f"wall unirg {statistics.median(t[0] for t in times):.3f}, plain {statistics.median(t[0] for t in plain):.3f};"
+              f" CPU unirg {statistics.median(t[1] for t in times):.3f}, plain {statistics.median(t[1] for t in plain):.3f}"
+              f" ({len(times)} steps each); load average {os.getloadavg()[0]:.2f}")
 
     print("\n| trainer | median wall s/step | mean wall s/step | median CPU s/step | steps timed |")
     print("|---|---:|---:|---:|---:|")
