@@ -134,6 +134,17 @@ def build_trainer(recipe: Recipe, run_dir: Path, train_dataset, model_path: str,
     return trainer
 
 
+def release_reward_plugins(reward_funcs: list) -> None:
+    """Call each in-process plugin's `teardown` (e.g. stop a served judge) once training is over.
+
+    Plugins in Ray reward actors are released with their actors.
+    """
+    for function in reward_funcs:
+        teardown = getattr(getattr(function, "plugin", None), "teardown", None)
+        if callable(teardown):
+            teardown()
+
+
 class ResumableGRPOTrainer(PolicyFromCheckpointMixin, GRPOTrainer):
     """trl.GRPOTrainer that resumes with the policy loaded by `from_pretrained` (see checkpoints.py)."""
 
@@ -180,5 +191,6 @@ def run_grpo(recipe: Recipe, run_dir: Path, train_dataset, model_path: str) -> R
         global_step = trainer.state.global_step
     reward_names = [f.__name__ for f in trainer.reward_funcs]
     save_trained_policy(trainer, final, "grpo", global_step, settings, reward_names=reward_names)
+    release_reward_plugins(trainer.reward_funcs)
     summary = summarize(read_rows(metrics_path), reward_names)
     return RunResult(run_dir=run_dir, final_model=final, summary=summary)
