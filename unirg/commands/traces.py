@@ -72,11 +72,13 @@ def run(args: argparse.Namespace) -> int:
                                    env=serve.env)
             print(f"starting vLLM for the teacher {config.teacher}", file=sys.stderr)
             base_url, model, teacher_name = server.start(), server.served_name, Path(config.teacher).name
+            api_key = server.api_key
         else:
-            base_url, model = config.teacher_url, config.teacher_model
-        client = TeacherClient(base_url, model or "", api_key=api_key_from(config.api_key_env),
+            base_url, model, api_key = config.teacher_url, config.teacher_model, api_key_from(config.api_key_env)
+        client = TeacherClient(base_url, model or "", api_key=api_key,
                                timeout_s=config.request_timeout_s, retries=config.retries,
-                               max_tokens=config.max_tokens, temperature=config.temperature)
+                               max_tokens=config.max_tokens, temperature=config.temperature,
+                               request_options=config.request_options)
         if not model:
             served = client.served_models()
             if not served:

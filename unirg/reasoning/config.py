@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Fields of the chat request the traces settings already set.
+_REQUEST_FIELDS = {"model": "traces.teacher_model", "messages": "(the teacher prompt)",
+                   "max_tokens": "traces.max_tokens", "temperature": "traces.temperature"}
 
 
 class TeacherServeConfig(BaseModel):
@@ -42,9 +48,20 @@ class TracesConfig(BaseModel):
     concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
     request_timeout_s: float = Field(600.0, gt=0, description="Give up on one request after this long.")
     retries: int = Field(2, ge=0, description="Retries of a request that failed (connection, 5xx, 429).")
+    request_options: dict[str, Any] = Field(default_factory=dict, description="More fields of each chat request, "
+                                            "e.g. top_p, seed, min_tokens, or chat_template_kwargs: "
+                                            "{enable_thinking: false} for a Qwen3 teacher.")
     allow_omissions: bool = Field(False, description="Keep a trace that leaves out a finding the reference "
                                   "reports (it still must not deny it or assert one the reference lacks).")
     serve: TeacherServeConfig = Field(default_factory=TeacherServeConfig)
+
+    @field_validator("request_options")
+    @classmethod
+    def _no_reserved_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if key in _REQUEST_FIELDS:
+                raise ValueError(f"traces.request_options.{key} is set by {_REQUEST_FIELDS[key]}; set it there")
+        return value
 
     @model_validator(mode="after")
     def _one_teacher(self) -> TracesConfig:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import runpy
 
+from unirg.rollout.vllm_compat import patch_qwen2_vl_without_torchvision
+
+# At import, not in main(): vLLM starts its engine and worker processes with multiprocessing, and a spawned
+# child re-imports this module (as __mp_main__) without running main(); the patch must reach it too.
+patch_qwen2_vl_without_torchvision()
+
 
 def main() -> None:
-    from unirg.rollout.vllm_compat import patch_qwen2_vl_without_torchvision
-
-    patch_qwen2_vl_without_torchvision()
-    runpy.run_module("vllm.entrypoints.openai.api_server", run_name="__main__", alter_sys=True)
+    # alter_sys=False keeps this module as __main__, the one spawned children re-import.
+    runpy.run_module("vllm.entrypoints.openai.api_server", run_name="__main__", alter_sys=False)
 
 
 if __name__ == "__main__":

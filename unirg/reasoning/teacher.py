@@ -4,7 +4,7 @@ The teacher rationalises: it sees the reference report and explains, region by r
 supports it, in the Perception / Diagnosis / Reflection layout the student will learn. Any OpenAI-
 compatible chat server with image input works (`traces.teacher_url`); `traces.teacher` serves a local
 folder with vLLM through `TeacherServer`, the judge server's process management pointed at
-`python -m unirg.reasoning.serve_teacher`.
+`python -m unirg.reasoning.serve_teacher`, with the random API key the judge server gives each server.
 """
 
 from __future__ import annotations
@@ -113,8 +113,10 @@ class TeacherClient:
     """Chat completions against an OpenAI-compatible server (stdlib only, thread-safe)."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 600.0,
-                 retries: int = 2, max_tokens: int = 1024, temperature: float = 0.2, backoff_s: float = 1.0) -> None:
+                 retries: int = 2, max_tokens: int = 1024, temperature: float = 0.2, backoff_s: float = 1.0,
+                 request_options: dict[str, Any] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.request_options = dict(request_options or {})
         self.model = model
         self.api_key = api_key
         self.timeout_s = timeout_s
@@ -131,8 +133,8 @@ class TeacherClient:
 
     def complete(self, messages: list[dict]) -> TeacherAnswer:
         """The answer to one chat; raises TeacherRequestError once the retries are spent."""
-        body = json.dumps({"model": self.model, "messages": messages, "max_tokens": self.max_tokens,
-                           "temperature": self.temperature}).encode()
+        body = json.dumps({**self.request_options, "model": self.model, "messages": messages,
+                           "max_tokens": self.max_tokens, "temperature": self.temperature}).encode()
         last_error: Exception | None = None
         for attempt in range(self.retries + 1):
             request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=self._headers(),
@@ -177,7 +179,8 @@ class TeacherServer(JudgeServer):
         if not Path(model).expanduser().is_dir():
             raise TracesError(f"traces.teacher: {model} is not a local model folder; download the teacher first "
                               "(or give traces.teacher_url of a served one)")
-        super().__init__(model, served_name="teacher", **options)
+        # ray=False: `unirg traces` is one process on one machine; the server is its child on loopback.
+        super().__init__(model, served_name="teacher", ray=False, **options)
 
     def command(self) -> list[str]:
         # The same arguments, through a module that first lets vLLM's Qwen-VL code run without torchvision.
