@@ -22,7 +22,14 @@ from unirg.reasoning.trace_check import (
     UNPARSEABLE,
     check_answer,
 )
-from unirg.reasoning.traces_file import TracesError, dropped_path, load_traces_for_sft, read_traces
+from unirg.reasoning.traces_file import (
+    TracesError,
+    drop_partial_row,
+    dropped_path,
+    load_traces_for_sft,
+    read_traces,
+    traces_for_sft,
+)
 
 
 def _labels(**values: int) -> list[int | None]:
@@ -127,8 +134,10 @@ def test_sft_targets_use_kept_traces_and_fall_back_to_rules(studies, capsys):
 
     recipe = load_recipe("demo", studies["overrides"])
     train = load_splits(recipe.data, recipe.prompt, studies["run_dir"]).train
-    traces = load_traces_for_sft(recipe.traces.path, train.select_columns(["dataset", "study_id"]))
+    traces = traces_for_sft(recipe, train)
     assert "SFT targets: 1 of 8 training studies use teacher traces" in capsys.readouterr().out
+    assert traces_for_sft(recipe.model_copy(update={"traces": recipe.traces.model_copy(update={"path": None})}),
+                          train) is None
     targets = {row["study_id"]: completion_for(row, "reasoning", traces) for row in
                train.select_columns(["dataset", "study_id", "reference", "reference_findings",
                                      "reference_impression", "reference_labels"])}
@@ -150,3 +159,26 @@ def test_no_teacher_or_no_file_is_a_clear_error(studies, capsys):
     assert main(["traces", "--recipe", "demo", "--teacher", "/no/such/teacher", "--run-dir", studies["run_dir"],
                  *studies["overrides"]]) == 2
     assert "traces.teacher: /no/such/teacher is not a local model folder" in capsys.readouterr().err
+
+
+def test_repeated_studies_are_asked_once_and_a_partial_row_is_cut(tmp_path):
+    from datasets import concatenate_datasets
+
+    from unirg.data import load_splits
+    from unirg.data.config import DataConfig, PromptConfig
+    from unirg.reasoning.generate import generate_traces
+    from unirg.reasoning.knowledge import load_checklist
+    from unirg.reasoning.teacher import TeacherClient
+
+    manifest = write_studies(tmp_path / "data")
+    train = load_splits(DataConfig(source="manifest", path=str(manifest)), PromptConfig(format="reasoning"),
+                        tmp_path / "run").train
+    twice = concatenate_datasets([train.select([0, 1]), train.select([0])])  # a mixture repeating study s0
+    out = tmp_path / "traces.jsonl"
+    out.write_text('{"study_id": "s9", "trace": "<think>\\nPercep')  # a run killed mid-write
+    with FakeTeacher() as teacher:
+        summary = generate_traces(twice, TeacherClient(teacher.url, "teacher-x", retries=0), out, "teacher-x",
+                                  load_checklist(), progress=False)
+    assert (summary.asked, summary.kept) == (2, 1) and teacher.requests["consistent"] == 1
+    assert list(read_traces(out)) == [("manifest", "s0")] and summary.file_dropped == 1
+    assert not drop_partial_row(out)  # whole rows only, nothing to cut

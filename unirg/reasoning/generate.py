@@ -23,6 +23,7 @@ from unirg.reasoning.traces_file import (
     DroppedRecord,
     TraceRecord,
     append_row,
+    drop_partial_row,
     dropped_path,
     read_dropped,
     read_traces,
@@ -82,13 +83,18 @@ def generate_traces(rows: Any, client: TeacherClient, out: str | Path, teacher: 
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for path in (out, dropped_path(out)):
+        drop_partial_row(path)
     done = set(read_traces(out))
     if not retry_dropped:
         done |= set(read_dropped(out))
     summary = TracesSummary()
     keys = [trace_key(row) for row in _columns(rows)]
-    pending = [i for i, key in enumerate(keys) if key not in done]
-    summary.already_done = len(keys) - len(pending)
+    first: dict[tuple[str, str], int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)  # a mixture can repeat a study; it needs one trace
+    pending = [i for key, i in first.items() if key not in done]
+    summary.already_done = len(first) - len(pending)
     if limit is not None:
         pending = pending[:limit]
 
@@ -98,28 +104,33 @@ def generate_traces(rows: Any, client: TeacherClient, out: str | Path, teacher: 
         return pool.submit(client.complete, messages), reference_labels(row)
 
     bar = _progress(len(pending), progress)
-    with out.open("a", encoding="utf-8") as kept_file, dropped_path(out).open("a", encoding="utf-8") as dropped_file, \
-            ThreadPoolExecutor(max_workers=concurrency) as pool:
-        queue: Iterator[int] = iter(pending)
-        in_flight: dict[Future, tuple[int, Any]] = {}
-        while True:
-            # Up to twice the concurrency prepared, so the server never waits for the next image to encode.
-            while len(in_flight) < 2 * concurrency:
-                index = next(queue, None)
-                if index is None:
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    in_flight: dict[Future, tuple[int, Any]] = {}
+    queue: Iterator[int] = iter(pending)
+    try:
+        with out.open("a", encoding="utf-8") as kept_file, \
+                dropped_path(out).open("a", encoding="utf-8") as dropped_file:
+            while True:
+                # Up to twice the concurrency prepared, so the server never waits for the next image to encode.
+                while len(in_flight) < 2 * concurrency:
+                    index = next(queue, None)
+                    if index is None:
+                        break
+                    future, labels = submit(pool, index)
+                    in_flight[future] = (index, labels)
+                if not in_flight:
                     break
-                future, labels = submit(pool, index)
-                in_flight[future] = (index, labels)
-            if not in_flight:
-                break
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in finished:
-                index, labels = in_flight.pop(future)
-                _record(future, labels, keys[index], summary, kept_file, dropped_file, teacher, checklist,
-                        allow_omissions, on_request_error)
-                bar.update(1)
-                bar.set_postfix(kept=summary.kept, dropped=sum(summary.dropped.values()), refresh=False)
-    bar.close()
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    index, labels = in_flight.pop(future)
+                    _record(future, labels, keys[index], summary, kept_file, dropped_file, teacher, checklist,
+                            allow_omissions, on_request_error)
+                    bar.update(1)
+                    bar.set_postfix(kept=summary.kept, dropped=sum(summary.dropped.values()), refresh=False)
+    finally:
+        # On an interrupt, return at once: the caller stops the server, which ends the requests in flight.
+        pool.shutdown(wait=False, cancel_futures=True)
+        bar.close()
     summary.file_kept, summary.file_dropped = len(read_traces(out)), len(read_dropped(out))
     summary_path(out).write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
     return summary

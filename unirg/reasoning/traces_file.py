@@ -12,11 +12,15 @@ with the reason and the observations involved, never the text (a teacher's trace
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from unirg.recipe import Recipe
 
 from unirg.errors import UnirgError
 
@@ -120,6 +124,18 @@ def read_dropped(path: str | Path) -> dict[tuple[str, str], DroppedRecord]:
     return dropped
 
 
+def drop_partial_row(path: str | Path) -> bool:
+    """Cut an unfinished last row (a run killed mid-write) so appended rows start on a line of their own."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return False
+    path.write_bytes(data[: data.rfind(b"\n") + 1])
+    return True
+
+
 def append_row(handle, record: TraceRecord | DroppedRecord) -> None:
     """Write one row and flush it, so a killed run keeps every finished study."""
     row = asdict(record)
@@ -152,3 +168,25 @@ def load_traces_for_sft(path: str | Path, rows: Iterable[Mapping[str, Any]] | No
         out(f"SFT targets: {used} of {len(keys)} training studies use teacher traces from {path} "
             f"({'; '.join(tags) or 'none'}); {len(keys) - used} use the rule-based trace")
     return traces
+
+
+def traces_for_sft(recipe: Recipe, train: Any, out=print) -> dict[tuple[str, str], str] | None:
+    """The teacher traces a recipe's SFT stage uses: None unless `prompt.format` is reasoning and `traces.path` set.
+
+    `train` is the training dataset (only its `dataset` and `study_id` columns are read). Pass the result to
+    `completion_for(example, recipe.prompt.format, traces)`.
+    """
+    path = recipe.traces.resolved_path(recipe.name)
+    if recipe.prompt.format != "reasoning" or not path:
+        return None
+    columns = [name for name in ("dataset", "study_id") if name in train.column_names]
+    return load_traces_for_sft(path, train.select_columns(columns), out=out)
+
+
+def traces_fingerprint(path: str | Path) -> str:
+    """sha256 of a traces file: what a finished SFT stage records, so new traces retrain it."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
