@@ -49,6 +49,16 @@ TRACE = "<think>\nPerception: {p}\nDiagnosis: {d}\nReflection: re-checked.\n</th
      ("Pleural Effusion: denies",)),
     (TRACE.format(p="Lungs are clear.", d="Normal."), _labels(pleural_effusion=1), CONTRADICTS,
      ("Pleural Effusion: leaves out",)),
+    # CheXpert's hierarchy: the general name of a specific reference finding is not a new finding ...
+    (TRACE.format(p="Right basal opacity with air bronchograms, consistent with consolidation.", d="Pneumonia."),
+     _labels(pneumonia=1), "", ()),
+    # ... and a specific finding names the general one the reference reports; not the other way round.
+    (TRACE.format(p="Right basal consolidation.", d="Consolidation."), _labels(lung_opacity=1, consolidation=1), "",
+     ()),
+    (TRACE.format(p="Right basal consolidation.", d="Consolidation."), _labels(lung_opacity=1), CONTRADICTS,
+     ("Consolidation: asserts",)),
+    (TRACE.format(p="Hazy right basal opacity.", d="Opacity."), _labels(lung_opacity=1, consolidation=1),
+     CONTRADICTS, ("Consolidation: leaves out",)),
     ("Perception: Clear lungs.\nDiagnosis: Normal.", _labels(), MISSING_SECTIONS, ("Reflection: missing",)),
     ("Diagnosis: a.\nPerception: b.\nReflection: c.", _labels(), MISSING_SECTIONS, ("order Diagnosis > Perception > "
                                                                                     "Reflection",)),

@@ -14,7 +14,11 @@ each other observation, the trace
 - asserts it: present in the trace, not present in the reference (negative or not mentioned) -> drop;
 - denies it: negative in the trace, present in the reference -> drop;
 - leaves it out: not mentioned in the trace, present in the reference -> drop, unless omissions are allowed.
-Positive vs uncertain is certainty, not presence, and never drops a trace. A trace that speaks of "the
+Positive vs uncertain is certainty, not presence, and never drops a trace. CheXpert's label hierarchy is
+respected: a trace may name the general finding above a specific one the reference reports ("an opacity …
+consistent with consolidation" for a reference consolidation: Lung Opacity is not asserted beyond the
+reference), and names the general one when it names a specific one under it (a trace with consolidation
+does not leave out the reference's lung opacity). A trace that speaks of "the
 reference" or "the report" is dropped too: the student never sees the report, so it must not cite it.
 """
 
@@ -27,6 +31,9 @@ from dataclasses import dataclass, field
 from rewards.labeler import OBSERVATIONS, label_report
 
 SECTIONS = ("Perception", "Diagnosis", "Reflection")
+# CheXpert's label hierarchy (child -> parent): a consolidation is a lung opacity, a pneumonia a consolidation.
+PARENT = {"Edema": "Lung Opacity", "Consolidation": "Lung Opacity", "Lung Lesion": "Lung Opacity",
+          "Atelectasis": "Lung Opacity", "Pneumonia": "Consolidation", "Cardiomegaly": "Enlarged Cardiomediastinum"}
 SKIPPED = ("No Finding",)
 _HEADER = re.compile(r"(?im)^[ \t>#*_-]*(perception|diagnosis|reflection)[ \t*_]*:[ \t*_]*")
 _CITES_REPORT = re.compile(r"(?i)\b(?:the|this) (?:reference|ground[- ]truth|given|provided|original) report\b|"
@@ -105,19 +112,28 @@ def split_sections(answer: str) -> tuple[Sections | None, str, tuple[str, ...]]:
 def disagreements(trace_labels: Sequence[int | None], reference_labels: Sequence[int | None],
                   allow_omissions: bool = False) -> tuple[str, ...]:
     """'<Observation>: asserts' / ': denies' / ': leaves out' for each observation the two disagree on."""
+    said_present = {name for name, label in zip(OBSERVATIONS, trace_labels, strict=True) if label in (1, -1)}
+    truly_present = {name for name, label in zip(OBSERVATIONS, reference_labels, strict=True) if label in (1, -1)}
     found = []
     for i, name in enumerate(OBSERVATIONS):
         if name in SKIPPED:
             continue
-        said, truth = trace_labels[i], reference_labels[i]
-        said_present, truly_present = said in (1, -1), truth in (1, -1)
-        if said_present and not truly_present:
-            found.append(f"{name}: asserts")
-        elif truly_present and said == 0:
+        said = trace_labels[i]
+        if name in said_present and name not in truly_present:
+            if not _descendants(name) & truly_present:  # the general name of a specific reference finding
+                found.append(f"{name}: asserts")
+        elif name in truly_present and said == 0:
             found.append(f"{name}: denies")
-        elif truly_present and said is None and not allow_omissions:
-            found.append(f"{name}: leaves out")
+        elif name in truly_present and said is None and not allow_omissions:
+            if not _descendants(name) & said_present:  # named through a more specific finding
+                found.append(f"{name}: leaves out")
     return tuple(found)
+
+
+def _descendants(name: str) -> set[str]:
+    """Observations below `name` in CheXpert's hierarchy (Lung Opacity: edema, consolidation, pneumonia, …)."""
+    below = {child for child, parent in PARENT.items() if parent == name}
+    return below.union(*(_descendants(child) for child in below)) if below else set()
 
 
 def check_answer(answer: str, reference_labels: Sequence[int | None], finish_reason: str | None = None,
