@@ -3,6 +3,7 @@ SFT targets use the kept traces and the rule-based block for the others."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -169,6 +170,10 @@ def test_no_teacher_or_no_file_is_a_clear_error(studies, capsys):
     assert main(["traces", "--recipe", "demo", "--teacher", "/no/such/teacher", "--run-dir", studies["run_dir"],
                  *studies["overrides"]]) == 2
     assert "traces.teacher: /no/such/teacher is not a local model folder" in capsys.readouterr().err
+    if importlib.util.find_spec("vllm") is None:  # the CPU test profile: serving needs the vLLM one
+        assert main(["traces", "--recipe", "demo", "--teacher", str(studies["out"].parent), "--run-dir", studies["run_dir"],
+                     *studies["overrides"]]) == 2
+        assert "serving the teacher needs vLLM in this Python" in capsys.readouterr().err
 
 
 def test_repeated_studies_are_asked_once_and_a_partial_row_is_cut(tmp_path):

