@@ -59,7 +59,6 @@ class StepTimer(TrainerCallback):
         self._interval_steps = 0
         self._async_calls: list[tuple[str, float, float]] = []
         self._lock = threading.Lock()
-        self._logps_calls = 0
         self.steps: list[dict[str, float]] = []  # every finished step's breakdown, for benchmarks and tests
 
     # Frames ----------------------------------------------------------------------------------------
@@ -237,19 +236,26 @@ def install_step_timing(trainer: Any) -> StepTimer:
     trainer._generate = _timed(timer, trainer._generate, "generation")
 
     generate_and_score = trainer._generate_and_score_completions
+    # No-grad log-prob passes made by this call so far; None outside it (e.g. the training forward pass).
+    scoring_calls: list[int | None] = [None]
 
     def timed_generate_and_score(*args, **kwargs):
-        timer._logps_calls = 0
-        return generate_and_score(*args, **kwargs)
+        scoring_calls[0] = 0
+        try:
+            return generate_and_score(*args, **kwargs)
+        finally:
+            scoring_calls[0] = None
 
     trainer._generate_and_score_completions = timed_generate_and_score
 
     logps = trainer._get_per_token_logps_and_entropies
 
     def timed_logps(model, *args, **kwargs):
-        if torch.is_grad_enabled():  # the training forward pass, inside `train`
+        call = scoring_calls[0]
+        if call is None or torch.is_grad_enabled():  # not a scoring pass: its time stays with its caller
             return logps(model, *args, **kwargs)
-        with timer.part(_logps_part(trainer, model, timer)):
+        scoring_calls[0] = call + 1
+        with timer.part(_logps_part(trainer, model, call)):
             return logps(model, *args, **kwargs)
 
     trainer._get_per_token_logps_and_entropies = timed_logps
@@ -272,11 +278,10 @@ def install_step_timing(trainer: Any) -> StepTimer:
     return timer
 
 
-def _logps_part(trainer: Any, model: Any, timer: StepTimer) -> str:
-    """Which no-grad log-prob pass of `_generate_and_score_completions` this call is (TRL 1.16's order)."""
+def _logps_part(trainer: Any, model: Any, call: int) -> str:
+    """Which no-grad log-prob pass of `_generate_and_score_completions` its `call`-th one is (TRL 1.16's order)."""
     if model is not None and model is getattr(trainer, "ref_model", None):
         return "ref_logprobs"
-    call, timer._logps_calls = timer._logps_calls, timer._logps_calls + 1
     # TRL computes the old-policy pass first, and only under these conditions; the reference pass (with
     # PEFT: the same model with its adapter off) comes after it.
     generate_every = trainer.args.steps_per_generation * trainer.num_iterations
