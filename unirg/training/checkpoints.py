@@ -46,6 +46,12 @@ def stage_settings(recipe: Recipe, stage: str, start_model: str) -> dict[str, An
     if stage == "grpo" and recipe.rollout.reflection:
         # Two-pass rollouts train other sequences; recorded only when on, so older runs' records still match.
         settings["rollout.reflection"] = True
+    traces = recipe.traces.resolved_path(recipe.name) if stage == "sft" else None
+    if traces and recipe.prompt.format == "reasoning" and Path(traces).is_file():
+        from unirg.reasoning.traces_file import traces_fingerprint
+
+        # Recorded only when teacher traces are used, so new traces retrain SFT and older records still match.
+        settings["traces.sha256"] = traces_fingerprint(traces)
     settings["start_model"] = start_model
     return settings
 

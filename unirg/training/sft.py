@@ -23,12 +23,16 @@ class ResumableSFTTrainer(PolicyFromCheckpointMixin, SFTTrainer):
     """trl.SFTTrainer that resumes with the policy loaded by `from_pretrained` (see checkpoints.py)."""
 
 
-def sft_dataset(train, prompt_format: str):
-    """Add the assistant turn SFT learns: the reference report, after a reasoning block when asked for."""
+def sft_dataset(train, prompt_format: str, traces: dict[tuple[str, str], str] | None = None):
+    """Add the assistant turn SFT learns: the reference report, after a reasoning block when asked for.
+
+    `traces` (from `unirg traces`, keyed by dataset and study id) replaces the rule-based reasoning block
+    of the studies it covers.
+    """
     from unirg.data import completion_for
 
     def add_completion(example: dict[str, Any]) -> dict[str, Any]:
-        return {"completion": [{"role": "assistant", "content": completion_for(example, prompt_format)}]}
+        return {"completion": [{"role": "assistant", "content": completion_for(example, prompt_format, traces)}]}
 
     return train.map(add_completion, desc="SFT targets")
 
@@ -67,6 +71,8 @@ def run_sft(recipe: Recipe, run_dir: Path, splits, model_path: str) -> tuple[Pat
 
     out_dir = run_dir / "sft"
     final = out_dir / FINAL_DIR
+    from unirg.reasoning.traces_file import traces_for_sft
+
     settings = stage_settings(recipe, "sft", model_identity(model_path))
     if finished_stage("SFT", final, settings) is not None:
         return final, True
@@ -78,7 +84,7 @@ def run_sft(recipe: Recipe, run_dir: Path, splits, model_path: str) -> tuple[Pat
     trainer = ResumableSFTTrainer(
         model=policy,
         args=sft_config(recipe, out_dir),
-        train_dataset=sft_dataset(splits.train, recipe.prompt.format),
+        train_dataset=sft_dataset(splits.train, recipe.prompt.format, traces_for_sft(recipe, splits.train)),
         processing_class=processor,
         peft_config=peft_config_for(recipe.model),
         callbacks=[CheckpointCompleteCallback()],
