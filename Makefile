@@ -28,8 +28,10 @@ $(STAMP): pyproject.toml
 rl: setup
 	$(BIN)/python -m unirg rl --recipe $(RECIPE) $(ARGS)
 
+# One torch thread per process: the tests run many small models and several processes at once (ranks,
+# subprocess runs), where more threads than cores made steps many times slower on a 2-core machine.
 test: setup setup-vllm
-	$(BIN)/python -m pytest --ignore=tests/rollout $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest --ignore=tests/rollout $(PYTEST_ARGS)
 	$(VLLM_BIN)/python -m pytest tests/rollout $(PYTEST_ARGS)
 
 lint: setup

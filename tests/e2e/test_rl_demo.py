@@ -48,7 +48,7 @@ def test_every_reward_computed_every_step(demo_run):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2, 3]
     for row in rows:
-        for name in ("chexpert_f1", "bleu2", "format"):
+        for name in ("chexpert_f1", "cider_d", "format"):
             assert row[f"rewards/{name}/mean"] is not None, (name, row)
         assert row["loss"] is not None and row["step_time"] > 0
 

@@ -91,10 +91,10 @@ def test_each_part_lands_where_it_belongs(timed_run):
         breakdown = parts(row)
         assert breakdown["generation"] > 0 and breakdown["train"] > 0, row
         assert breakdown["old_logprobs"] > 0 and breakdown["ref_logprobs"] > 0, row
-        for name in ("chexpert_f1", "bleu2", "slow"):
+        for name in ("chexpert_f1", "cider_d", "slow"):
             assert f"reward/{name}" in breakdown, (name, row)
         # The sleeping reward's time is its own, not generation's or other's.
-        assert SLEEP_S <= breakdown["reward/slow"] < SLEEP_S + 0.15, row
+        assert SLEEP_S <= breakdown["reward/slow"] < SLEEP_S + 0.4, row
         assert breakdown["other"] < row["step_time"] - SLEEP_S, row
         # The reward adapter's own clock (inside the call) agrees.
         if row.get("rewards/slow/seconds") is not None:
@@ -105,27 +105,34 @@ def test_each_part_lands_where_it_belongs(timed_run):
         assert breakdown["train"] > 0, row
     assert parts(rows[2]).get("checkpoint", 0) > 0, "checkpoint-2 is written in step 3's period"
     # The wrapped rewards keep their names and the plugin behind them.
-    assert [f.__name__ for f in trainer.reward_funcs] == ["chexpert_f1", "bleu2", "slow"]
+    assert [f.__name__ for f in trainer.reward_funcs] == ["chexpert_f1", "cider_d", "slow"]
     assert all(hasattr(f, "plugin") for f in trainer.reward_funcs)
 
 
 def test_nested_part_is_subtracted_from_the_outer_one():
+    # Compared with the test's own clock rather than fixed bounds, so a loaded machine cannot fail it.
     timer = StepTimer()
     timer.start_step_if_idle()
+    started = time.perf_counter()
     with timer.part("generation"):
         time.sleep(0.02)
         with timer.part("weight_sync"):
             time.sleep(0.03)
+    generation_block = time.perf_counter() - started
     with timer.part(None):  # unattributed, with a part inside
         with timer.part("reward/a"):
             time.sleep(0.01)
+    started = time.perf_counter()
     with timer.part("checkpoint", opaque=True):
         with timer.part("generation"):  # inside an opaque part: counted as the checkpoint's
             time.sleep(0.01)
+    checkpoint_block = time.perf_counter() - started
     timer.on_step_end(None, None, None)
     step = timer.steps[-1]
-    assert 0.02 <= step["generation"] < 0.03 and 0.03 <= step["weight_sync"] < 0.04
-    assert 0.01 <= step["reward/a"] < 0.02 and 0.01 <= step["checkpoint"] < 0.02
+    assert step["generation"] >= 0.02 and step["weight_sync"] >= 0.03
+    assert step["generation"] + step["weight_sync"] == pytest.approx(generation_block, abs=2e-3)
+    assert step["reward/a"] >= 0.01
+    assert step["checkpoint"] == pytest.approx(checkpoint_block, abs=2e-3)
     assert step["other"] >= 0
     assert sum(v for k, v in step.items() if k != "step_time") == pytest.approx(step["step_time"])
 
@@ -143,15 +150,18 @@ def test_concurrent_async_rewards_share_their_wall_time():
 
 def test_log_carries_the_mean_over_the_logged_steps():
     timer = StepTimer()
+    trained = []
     for seconds in (0.01, 0.03):
         timer.start_step_if_idle()
         with timer.part("train"):
             time.sleep(seconds)
         timer.on_step_end(None, None, None)
+        trained.append(timer.steps[-1]["train"])
         timer._step_started = None  # a fresh period each time, to know what it holds
     logs: dict = {"loss": 1.0}
     timer.on_log(None, None, None, logs=logs)
-    assert 0.02 <= logs["time/train"] < 0.03 and logs["step_time"] >= logs["time/train"]
+    assert logs["time/train"] == pytest.approx(sum(trained) / 2, abs=1e-3) and logs["time/train"] >= 0.02
+    assert logs["step_time"] >= logs["time/train"]
     assert "time/other" in logs
     again: dict = {}
     timer.on_log(None, None, None, logs=again)
