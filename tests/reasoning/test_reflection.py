@@ -231,3 +231,29 @@ def test_loss_has_no_gradient_through_the_reflection_turn(trainer, batch):
     assert masked.any() and trained.any()
     assert torch.all(grad[masked] == 0), "the reflection turn's tokens reach the loss"
     assert torch.all(grad[trained] > 0), "draft or final tokens get no gradient"
+
+
+def test_heldout_evaluation_scores_the_answer_after_reflection(tmp_path, monkeypatch):
+    # Checkpoint selection and the run's held-out table go through evaluate_dataset: with reflection on, it
+    # must score the final answers, and the single pass (reflection off) the drafts.
+    from unirg.data import load_splits
+    from unirg.evaluation.heldout import evaluate_dataset, score_completions
+    from unirg.models.loading import resolve_model_path
+    from unirg.reasoning import reflection
+
+    overrides = ["data.synthetic.n_train=4", "data.synthetic.n_eval=3", "rollout.max_new_tokens=10",
+                 "logging.progress=false"]
+    recipe = load_recipe("demo-medr2", overrides)
+    splits = load_splits(recipe.data, recipe.prompt, tmp_path)
+    model_path = resolve_model_path(recipe.model, tmp_path, corpus=list(splits.train["reference"]))
+    drafts, finals = reflection.two_pass_completions(model_path, splits.eval, recipe)
+    assert evaluate_dataset(model_path, splits.eval, recipe) == score_completions(finals, splits.eval)
+    single = load_recipe("demo-medr2", [*overrides, "rollout.reflection=false"])
+    assert evaluate_dataset(model_path, splits.eval, single) == score_completions(drafts, splits.eval)
+
+    # An untrained model writes the same text in both passes; distinct answers show which pass is scored.
+    draft = "<think>Perception: clear.</think>\nFindings: No pleural effusion.\nImpression: Normal."
+    final = "<think>Perception: fluid.</think>\nFindings: Large left pleural effusion.\nImpression: Effusion."
+    monkeypatch.setattr(reflection, "two_pass_completions", lambda *_, **__: ([draft] * 3, [final] * 3))
+    table = evaluate_dataset(model_path, splits.eval, recipe)
+    assert table == score_completions([final] * 3, splits.eval) != score_completions([draft] * 3, splits.eval)

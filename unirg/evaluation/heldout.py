@@ -23,8 +23,15 @@ def evaluate_dataset(model_path: str, dataset, recipe: Recipe, models=None,
     """
     from unirg.evaluation.generate import generate_reports
 
-    completions = generate_reports(model_path, dataset, max_new_tokens=recipe.rollout.max_new_tokens,
-                                   trust_remote_code=recipe.model.trust_remote_code, progress=recipe.logging.progress)
+    if recipe.rollout.reflection:
+        # The policy was trained to answer after its reflection turn: score that final answer.
+        from unirg.reasoning.reflection import two_pass_completions
+
+        completions = two_pass_completions(model_path, dataset, recipe)[1]
+    else:
+        completions = generate_reports(model_path, dataset, max_new_tokens=recipe.rollout.max_new_tokens,
+                                       trust_remote_code=recipe.model.trust_remote_code,
+                                       progress=recipe.logging.progress)
     return score_completions(completions, dataset, models, by_dataset)
 
 

@@ -271,6 +271,21 @@ def _until_end(ids: list[int], end_of_turn: int, pad: int | None) -> list[int]:
     return [token for token in ids if token != pad]
 
 
+def two_pass_completions(model_path: str, dataset, recipe: Any, batch_size: int = 8) -> tuple[list[str], list[str]]:
+    """Greedy drafts and final completions (after the reflection turn) for every row of `dataset`."""
+    from unirg.evaluation.generate import HFGenerator
+
+    generator = HFGenerator(model_path, recipe.rollout.max_new_tokens, recipe.model.trust_remote_code)
+    drafts: list[str] = []
+    finals: list[str] = []
+    for start in range(0, len(dataset), batch_size):
+        draft, final = generate_with_reflection(generator, [dataset[i] for i in
+                                                            range(start, min(start + batch_size, len(dataset)))])
+        drafts += draft
+        finals += final
+    return drafts, finals
+
+
 def evaluate_reasoning(model_path: str, dataset, recipe: Any, batch_size: int = 8) -> dict[str, dict[str, Any]]:
     """The held-out table of a reasoning-format policy: one greedy pass, or two with `rollout.reflection`.
 
@@ -280,20 +295,13 @@ def evaluate_reasoning(model_path: str, dataset, recipe: Any, batch_size: int = 
     The table scores the final reports.
     """
     from rewards.clinical import consistency
-    from unirg.evaluation.generate import HFGenerator, generate_reports
+    from unirg.evaluation.generate import generate_reports
     from unirg.evaluation.metrics import evaluate_settings, mean_scored
     from unirg.prompts.parser import parse_completion
 
     extra: dict[str, Any] = {}
     if recipe.rollout.reflection:
-        generator = HFGenerator(model_path, recipe.rollout.max_new_tokens, recipe.model.trust_remote_code)
-        drafts: list[str] = []
-        completions: list[str] = []
-        for start in range(0, len(dataset), batch_size):
-            batch = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            draft, final = generate_with_reflection(generator, batch)
-            drafts += draft
-            completions += final
+        drafts, completions = two_pass_completions(model_path, dataset, recipe, batch_size)
         metrics = reflection_metrics(drafts, completions, dataset["reference"], dataset["reference_labels"])
         extra.update({f"reflection_{name}": value for name, value in metrics.items()})
     else:
