@@ -44,9 +44,10 @@ import time
 import urllib.error
 import urllib.request
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from rewards.api import RewardOutput, RewardPlugin
 from unirg.errors import RewardError
@@ -287,7 +288,38 @@ def error_count_reward(counts: ErrorCounts | None, include_insignificant: bool =
 # Everything that can go wrong between sending a request and reading its whole answer, all worth a retry:
 # OSError covers refused/reset connections, URLError and timeouts; HTTPException covers RemoteDisconnected,
 # IncompleteRead and BadStatusLine; a body cut short may also fail to decode as JSON.
-_TRANSPORT_ERRORS = (OSError, http.client.HTTPException, ValueError, KeyError, IndexError, TypeError)
+# Errors while sending or reading a response, a malformed answer among them: worth asking again.
+TRANSPORT_ERRORS = (OSError, http.client.HTTPException, ValueError, KeyError, IndexError, TypeError)
+
+
+def backoff_delay(attempt: int, backoff_s: float, cap_s: float) -> float:
+    """Exponential backoff with jitter, so many workers hitting a busy server do not retry in lockstep."""
+    return min(backoff_s * 2.0 ** attempt, cap_s) * (0.5 + random.random())
+
+
+def post_with_retries(url: str, body: bytes, headers: dict[str, str], timeout: float, retries: int,
+                      read: Callable[[dict], Any], sleep: Callable[[int], None]) -> Any:
+    """POST `body` and return `read(answer JSON)`, retrying transport errors, 5xx and 429.
+
+    A 4xx other than 429 is not retried (a bad request will not fix itself). Once the retries are spent the
+    last error is raised as it is, for the caller to name its endpoint (never the request: patient data).
+    """
+    last_error: Exception | None = None
+    for attempt in range(retries + 1):
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return read(json.loads(response.read().decode()))
+        except urllib.error.HTTPError as error:
+            last_error = error
+            if error.code < 500 and error.code != 429:
+                break
+        except TRANSPORT_ERRORS as error:
+            last_error = error
+        if attempt < retries:
+            sleep(attempt)
+    assert last_error is not None
+    raise last_error
 
 
 class ChatClient:
@@ -307,8 +339,7 @@ class ChatClient:
             raise RewardError(f"llm_errors: options.api_key_env names {api_key_env}, which is not set")
 
     def _sleep(self, attempt: int) -> None:
-        # Exponential backoff with jitter, so many workers hitting a restarting server do not retry in lockstep.
-        time.sleep(min(self.backoff_s * 2.0 ** attempt, 10.0) * (0.5 + random.random()))
+        time.sleep(backoff_delay(attempt, self.backoff_s, 10.0))
 
     def complete(self, prompt: str, system: str = SYSTEM_PROMPT, temperature: float | None = None) -> str:
         """The judge's answer text for one prompt; raises RewardError after the retries are spent."""
@@ -319,24 +350,13 @@ class ChatClient:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        last_error: Exception | None = None
-        for attempt in range(self.retries + 1):
-            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    payload = json.loads(response.read().decode())
-                return payload["choices"][0]["message"]["content"] or ""
-            except urllib.error.HTTPError as error:
-                last_error = error
-                if error.code < 500 and error.code != 429:  # a client error will not fix itself
-                    break
-            except _TRANSPORT_ERRORS as error:
-                last_error = error
-            if attempt < self.retries:
-                self._sleep(attempt)
-        # The message names the endpoint, never the reports (they are patient data).
-        raise RewardError(f"llm_errors: the judge at {self.url} (model {self.model}) did not answer: "
-                          f"{type(last_error).__name__}: {last_error}")
+        try:
+            return post_with_retries(self.url, body, headers, self.timeout, self.retries,
+                                     lambda answer: answer["choices"][0]["message"]["content"] or "", self._sleep)
+        except (urllib.error.HTTPError, *TRANSPORT_ERRORS) as error:
+            # The message names the endpoint, never the reports (they are patient data).
+            raise RewardError(f"llm_errors: the judge at {self.url} (model {self.model}) did not answer: "
+                              f"{type(error).__name__}: {error}") from None
 
 
 class LLMErrorJudge:

@@ -10,12 +10,10 @@ folder with vLLM through `TeacherServer`, the judge server's process management 
 from __future__ import annotations
 
 import base64
-import http.client
 import importlib.util
 import io
 import json
 import os
-import random
 import sys
 import time
 import urllib.error
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rewards.judge_server import SERVER_MODULE, JudgeServer
+from rewards.llm_judge import TRANSPORT_ERRORS, backoff_delay, post_with_retries
 from unirg.errors import RewardError
 from unirg.reasoning.knowledge import Checklist, render_checklist
 from unirg.reasoning.traces_file import TracesError
@@ -108,9 +107,6 @@ class TeacherAnswer:
     finish_reason: str | None
 
 
-_TRANSPORT_ERRORS = (OSError, http.client.HTTPException, ValueError, KeyError, IndexError, TypeError)
-
-
 class TeacherClient:
     """Chat completions against an OpenAI-compatible server (stdlib only, thread-safe)."""
 
@@ -137,31 +133,21 @@ class TeacherClient:
         """The answer to one chat; raises TeacherRequestError once the retries are spent."""
         body = json.dumps({**self.request_options, "model": self.model, "messages": messages,
                            "max_tokens": self.max_tokens, "temperature": self.temperature}).encode()
-        last_error: Exception | None = None
-        for attempt in range(self.retries + 1):
-            request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=self._headers(),
-                                             method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    choice = json.loads(response.read().decode())["choices"][0]
-                return TeacherAnswer(choice["message"].get("content") or "", choice.get("finish_reason"))
-            except urllib.error.HTTPError as error:
-                last_error = error
-                if error.code < 500 and error.code != 429:  # a bad request will not fix itself
-                    break
-            except _TRANSPORT_ERRORS as error:
-                last_error = error
-            if attempt < self.retries:
-                # Backoff with jitter: many threads hitting a busy server do not retry in lockstep.
-                time.sleep(min(self.backoff_s * 2.0 ** attempt, 30.0) * (0.5 + random.random()))
-        detail = f"{type(last_error).__name__}: {last_error}"
-        if isinstance(last_error, urllib.error.HTTPError):
-            # vLLM's error body says what was wrong (e.g. the prompt exceeds max_model_len); it holds no study text.
-            try:
-                detail += f" ({last_error.read().decode(errors='replace')[:300]})"
-            except OSError:
-                pass
-        raise TeacherRequestError(f"teacher at {self.base_url} (model {self.model}): {detail}")
+        try:
+            return post_with_retries(
+                f"{self.base_url}/chat/completions", body, self._headers(), self.timeout_s, self.retries,
+                lambda answer: TeacherAnswer(answer["choices"][0]["message"].get("content") or "",
+                                             answer["choices"][0].get("finish_reason")),
+                lambda attempt: time.sleep(backoff_delay(attempt, self.backoff_s, 30.0)))
+        except (urllib.error.HTTPError, *TRANSPORT_ERRORS) as last_error:
+            detail = f"{type(last_error).__name__}: {last_error}"
+            if isinstance(last_error, urllib.error.HTTPError):
+                # vLLM's error body says what was wrong (e.g. the prompt exceeds max_model_len); no study text.
+                try:
+                    detail += f" ({last_error.read().decode(errors='replace')[:300]})"
+                except OSError:
+                    pass
+            raise TeacherRequestError(f"teacher at {self.base_url} (model {self.model}): {detail}") from None
 
     def served_models(self) -> list[str]:
         """The model names the server lists at /models."""
@@ -169,7 +155,7 @@ class TeacherClient:
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return [entry["id"] for entry in json.loads(response.read().decode())["data"]]
-        except (urllib.error.URLError, *_TRANSPORT_ERRORS) as error:
+        except (urllib.error.URLError, *TRANSPORT_ERRORS) as error:
             raise TracesError(f"traces.teacher_url {self.base_url}: cannot list its models ({error}); is the "
                               "server up and is the URL its OpenAI base (ending in /v1)?") from None
 
