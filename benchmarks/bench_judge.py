@@ -17,24 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def tiny_text_judge(folder: Path) -> Path:
-    """A random-weight one-layer Qwen2 chat model with the tiny VLM's tokenizer (head size 32 for vLLM's CPU)."""
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    from unirg.models.tiny import build_tiny_model
-
-    tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(folder / "vlm", seed=0))
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = (folder / "vlm" / "chat_template.jinja").read_text()
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         tie_word_embeddings=True)
-    Qwen2ForCausalLM(config).save_pretrained(folder / "judge")
-    tokenizer.save_pretrained(folder / "judge")
-    return folder / "judge"
+from unirg.models.tiny import build_tiny_text_model
 
 
 def counting_client(base_url: str, api_key: str, max_tokens: int):
@@ -71,7 +54,7 @@ def main() -> int:
     from rewards.llm_judge import LLMErrorJudge
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-judge-"))
-    judge = tiny_text_judge(work)
+    judge = build_tiny_text_model(work / "judge")
     server = JudgeServer(str(judge), python=sys.executable, startup_timeout_s=900, ray=False,
                          extra_args=["--max-model-len", "4096", "--dtype", "float32", "--enforce-eager"],
                          env={"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"})

@@ -18,6 +18,7 @@ import pytest
 from rewards import build_reward_functions
 from rewards.judge_server import JudgeServer
 from unirg.errors import RewardError
+from unirg.models.tiny import build_tiny_text_model
 
 FAKE_SERVER = textwrap.dedent('''
     import argparse, json
@@ -107,30 +108,10 @@ REPO = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 
 
-def _tiny_text_judge(folder: Path) -> Path:
-    """A random-weight one-layer Qwen2 chat model with the tiny VLM's tokenizer: it answers garbage."""
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    from unirg.models.tiny import build_tiny_model
-
-    vlm = build_tiny_model(folder / "vlm", hidden_size=64, seed=0)
-    tokenizer = AutoTokenizer.from_pretrained(vlm)
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = (Path(vlm) / "chat_template.jinja").read_text()
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         tie_word_embeddings=True)
-    Qwen2ForCausalLM(config).save_pretrained(folder / "judge")
-    tokenizer.save_pretrained(folder / "judge")
-    return folder / "judge"
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="needs .venv-vllm (make setup-vllm)")
 def test_real_vllm_judge_garbage_goes_through_retries_and_missing_scores(tmp_path):
-    judge = _tiny_text_judge(tmp_path)
+    judge = build_tiny_text_model(tmp_path / "judge")
     serve = {"model": str(judge), "python": str(VLLM_PYTHON), "startup_timeout_s": 420,
              "extra_args": ["--max-model-len", "4096", "--dtype", "float32", "--enforce-eager"],
              "env": {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}}

