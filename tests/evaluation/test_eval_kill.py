@@ -22,14 +22,6 @@ pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from unirg.models.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", image_size=112,
-                            texts=["Findings: Clear lungs. Impression: Normal."])
-
-
-@pytest.fixture(scope="module")
 def rexrank_file(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("rexrank")
     (root / "images").mkdir()

@@ -17,14 +17,6 @@ STUDIES = 5
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from unirg.models.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", image_size=112,
-                            texts=["Findings: Clear lungs. Impression: Normal."])
-
-
-@pytest.fixture(scope="module")
 def rexrank_file(tmp_path_factory) -> Path:
     """A ReXrank test JSON (keyed by study id, image paths relative to its folder) of five studies."""
     root = tmp_path_factory.mktemp("rexrank")
