@@ -42,6 +42,8 @@ class TinyModelConfig(_Section):
     hidden_size: int = Field(64, ge=16, description="Width of the language model.")
     num_layers: int = Field(2, ge=1, description="Decoder layers of the language model.")
     image_size: int = Field(224, ge=56, description="Largest image side the processor keeps, in pixels.")
+    vision_width: int = Field(64, ge=16, description="Width of the vision encoder.")
+    vision_depth: int = Field(2, ge=1, description="Blocks of the vision encoder.")
     seed: int = Field(0, description="Seed of the random initialisation.")
 
 

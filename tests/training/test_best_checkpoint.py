@@ -80,3 +80,27 @@ def test_missing_selection_or_deleted_checkpoint_is_a_clear_error(scored_run, tm
     (scored_run.grpo / "checkpoint-20" / "config.json").unlink()
     with pytest.raises(RecipeError, match=r"checkpoint-20 \(step 20, chexpert_micro_f1_14 0.55\)"):
         best_checkpoint(f"best:{scored_run.root}")
+
+
+def test_selection_reads_its_own_validation_studies_not_the_held_out_ones(tmp_path, monkeypatch):
+    """With data.synthetic.n_val the best checkpoint is chosen on studies the held-out table never reports on."""
+    from unirg.recipe import load_recipe
+
+    recipe = load_recipe("demo", ["data.synthetic.n_train=4", "data.synthetic.n_eval=2", "data.synthetic.n_val=3",
+                                  "data.synthetic.size=48", "grpo.metric_for_best_model=auto"])
+    from unirg.data import load_splits
+
+    splits = load_splits(recipe.data, recipe.prompt, tmp_path)
+    train, held_out, chosen_on = (set(split["study_id"]) for split in (splits.train, splits.eval, splits.selection))
+    assert len(chosen_on) == 3 and not chosen_on & held_out and not chosen_on & train
+    seen = []
+
+    def fake_evaluate(model_path, dataset, recipe, models=None):
+        seen.append(set(dataset["study_id"]))
+        return {"findings_impression": _table(10)}
+
+    monkeypatch.setattr("unirg.evaluation.heldout.evaluate_dataset", fake_evaluate)
+    checkpoint = tmp_path / "grpo" / "checkpoint-10"
+    checkpoint.mkdir(parents=True)
+    CheckpointSelectionCallback(recipe, tmp_path / "grpo").score_checkpoint(10, checkpoint)
+    assert seen == [chosen_on]

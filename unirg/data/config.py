@@ -27,6 +27,9 @@ class SyntheticConfig(BaseModel):
 
     n_train: int = Field(64, ge=1, description="Number of training studies to render.")
     n_eval: int = Field(16, ge=0, description="Number of held-out studies to render.")
+    n_val: int = Field(0, ge=0, description="Number of validation studies to render for checkpoint selection "
+                       "(grpo.metric_for_best_model) only, apart from the held-out table, so the best checkpoint "
+                       "is not chosen on the studies it is then reported on. 0: selection uses the held-out studies.")
     seed: int = Field(0, description="Seed of the generator: same seed, same bytes.")
     size: int = Field(224, ge=32, description="Image side in pixels.")
 

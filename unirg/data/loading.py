@@ -26,6 +26,8 @@ from unirg.errors import DataError
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "data_summary.json"
 BAD_ROWS_FILE = "bad_rows.jsonl"
+# Split read by checkpoint selection only (rendered by the synthetic source when data.synthetic.n_val > 0).
+SELECTION_SPLIT = "val"
 
 
 @dataclass
@@ -34,6 +36,8 @@ class DataSplits:
 
     train: Any
     eval: Any | None
+    # Studies only checkpoint selection reads (data.synthetic.n_val); None: selection reads `eval`.
+    selection: Any | None = None
     bad_rows: list[BadRow] = field(default_factory=list)
     summary: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -71,9 +75,10 @@ def _synthetic_manifests(data: DataConfig, work_dir: Path) -> dict[str, Path]:
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     root = work_dir / "synthetic" / key
     manifests = {}
-    # Held-out studies use another seed stream so no image or report is shared with training.
+    # Held-out and validation studies use other seed streams so no image or report is shared between splits.
     for split, n, seed in (("train", data.synthetic.n_train, data.synthetic.seed),
-                           ("eval", data.synthetic.n_eval, data.synthetic.seed + 100_003)):
+                           ("eval", data.synthetic.n_eval, data.synthetic.seed + 100_003),
+                           (SELECTION_SPLIT, data.synthetic.n_val, data.synthetic.seed + 200_003)):
         if n == 0:
             continue
         manifest = root / split / "manifest.jsonl"
@@ -216,7 +221,7 @@ def load_splits(data: DataConfig, prompt: PromptConfig, work_dir: Path) -> DataS
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    train_sets, weights, eval_sets, bad_rows, summary = [], [], [], [], {}
+    train_sets, weights, eval_sets, selection_sets, bad_rows, summary = [], [], [], [], [], {}
     for spec in dataset_specs(data):
         splits = _read_single(spec.data, work_dir, spec.splits)
         bad = [dataclasses.replace(row, dataset=spec.name) for _, rows in splits.values() for row in rows]
@@ -233,9 +238,11 @@ def load_splits(data: DataConfig, prompt: PromptConfig, work_dir: Path) -> DataS
             raise DataError(f"{spec.where}: {spec.name} has no usable training studies"
                             + (f" ({len(bad)} bad rows, see bad_rows.jsonl)" if bad else ""))
         validation += held
-        studies = (*train, *validation)
+        selection = list(splits[SELECTION_SPLIT][0]) if SELECTION_SPLIT in splits else []
+        studies = (*train, *validation, *selection)
         summary[spec.name] = {
-            "train": len(train), "validation": len(validation), "held_out": len(held), "bad_rows": len(bad),
+            "train": len(train), "validation": len(validation), "held_out": len(held), "selection": len(selection),
+            "bad_rows": len(bad),
             # Key image by fallback (the first listed image): views recorded but none frontal, or none recorded.
             "no_frontal_view": sum(views_known(r.images) and key_image(r.images)[1] for r in studies),
             "no_view_metadata": sum(not views_known(r.images) for r in studies)}
@@ -243,6 +250,8 @@ def load_splits(data: DataConfig, prompt: PromptConfig, work_dir: Path) -> DataS
         weights.append(spec.weight)
         if validation:
             eval_sets.append(build_dataset(validation, prompt, data, spec.name))
+        if selection:
+            selection_sets.append(build_dataset(selection, prompt, data, spec.name))
     if bad_rows:
         _write_atomically(work_dir / BAD_ROWS_FILE,
                           "".join(json.dumps(dataclasses.asdict(bad)) + "\n" for bad in bad_rows))
@@ -255,6 +264,7 @@ def load_splits(data: DataConfig, prompt: PromptConfig, work_dir: Path) -> DataS
     return DataSplits(
         train=mix(train_sets, weights, data.seed, data.stopping_strategy),
         eval=concatenate_datasets(eval_sets) if eval_sets else None,
+        selection=concatenate_datasets(selection_sets) if selection_sets else None,
         bad_rows=bad_rows,
         summary=summary,
     )

@@ -34,7 +34,8 @@ def resolve_model_path(model: ModelConfig, cache_root: Path, corpus: list[str] |
         if not (folder / "config.json").is_file():
             tiny = model.tiny
             build_tiny_model(folder, arch=tiny.arch, texts=corpus or (), seed=tiny.seed,
-                             hidden_size=tiny.hidden_size, num_layers=tiny.num_layers, image_size=tiny.image_size)
+                             hidden_size=tiny.hidden_size, num_layers=tiny.num_layers, image_size=tiny.image_size,
+                             vision_width=tiny.vision_width, vision_depth=tiny.vision_depth)
         return str(folder)
     path = Path(model.name_or_path)
     looks_local = model.name_or_path.startswith((".", "/", "~")) or path.exists()

@@ -141,7 +141,7 @@ def tiny_config(arch: TinyArch, tokenizer, hidden_size: int = 64, num_layers: in
 
 def build_tiny_model(out_dir: str | Path, arch: TinyArch = "qwen2_vl", texts: Iterable[str] = (),
                      seed: int = 0, hidden_size: int = 64, num_layers: int = 2,
-                     image_size: int = 224) -> Path:
+                     image_size: int = 224, vision_width: int = 64, vision_depth: int = 2) -> Path:
     """Write a tiny VLM (weights, tokenizer, image-only processor, chat template) to `out_dir`.
 
     The folder reloads with `AutoModelForImageTextToText.from_pretrained` and `AutoProcessor.from_pretrained`
@@ -157,7 +157,8 @@ def build_tiny_model(out_dir: str | Path, arch: TinyArch = "qwen2_vl", texts: It
         raise ValueError(f"unknown tiny architecture {arch!r}; use one of {', '.join(TINY_ARCHS)}")
     template = QWEN3_VL_CHAT_TEMPLATE if arch == "qwen3_vl" else CHAT_TEMPLATE
     tokenizer = train_tokenizer([*_BASE_CORPUS, *texts], chat_template=template)
-    config = tiny_config(arch, tokenizer, hidden_size=hidden_size, num_layers=num_layers)
+    config = tiny_config(arch, tokenizer, hidden_size=hidden_size, num_layers=num_layers,
+                         vision_depth=vision_depth, vision_width=vision_width)
     model = AutoModelForImageTextToText.from_config(config)
     model.generation_config = GenerationConfig(
         eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, do_sample=True, temperature=1.0
@@ -166,7 +167,7 @@ def build_tiny_model(out_dir: str | Path, arch: TinyArch = "qwen2_vl", texts: It
     build_processor(tokenizer, image_size=image_size, arch=arch).save_pretrained(out)
     (out / "unirg_tiny.json").write_text(json.dumps(
         {"arch": arch, "seed": seed, "hidden_size": hidden_size, "num_layers": num_layers,
-         "image_size": image_size, "parameters": sum(p.numel() for p in model.parameters())}, indent=2))
+         "image_size": image_size, "vision_width": vision_width, "vision_depth": vision_depth, "parameters": sum(p.numel() for p in model.parameters())}, indent=2))
     return out
 
 

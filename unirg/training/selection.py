@@ -125,10 +125,10 @@ class CheckpointSelectionCallback(TrainerCallback):
             from unirg.data import load_splits
 
             splits = load_splits(self.recipe.data, self.recipe.prompt, self.output_dir.parent)
-            if splits.eval is None:
+            if splits.selection is None and splits.eval is None:
                 raise RecipeError("grpo.metric_for_best_model: checkpoint selection needs a validation split; set "
-                                  "data.eval_split, data.holdout or data.synthetic.n_eval")
-            self.validation = splits.eval
+                                  "data.eval_split, data.holdout, data.synthetic.n_val or data.synthetic.n_eval")
+            self.validation = splits.selection if splits.selection is not None else splits.eval
         return self.validation
 
     def score_checkpoint(self, step: int, checkpoint: Path) -> dict[str, Any]:
