@@ -55,6 +55,8 @@ _BUILTIN_INFOS = (
              inputs=("reports",)),
     _builtin("duplicate_rate", "rewards.format:DuplicateRate",
              "monitor of identical reports in a batch; optional penalty", -1.0, 0.0, inputs=("reports",)),
+    _builtin("distinctness", "rewards.diversity:Distinctness", "1 - highest word-bigram overlap with a completion of "
+             "another study in the batch: a group diversity term against boilerplate", inputs=("reports", "study_id")),
     _builtin("bertscore", "rewards.bertscore:BERTScore", "BERTScore F1 (ReXrank: distilroberta-base, layer 5, "
              "rescaled); needs model weights", -INF, 1.0),
     _builtin("neg_radcliq", "rewards.radcliq:NegativeRadCliQ", "-RadCliQ-v1 (or v0): its four sub-scores computed "
