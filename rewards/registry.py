@@ -55,6 +55,8 @@ _BUILTIN_INFOS = (
              inputs=("reports",)),
     _builtin("duplicate_rate", "rewards.format:DuplicateRate",
              "monitor of identical reports in a batch; optional penalty", -1.0, 0.0, inputs=("reports",)),
+    _builtin("finding_attributes", "rewards.attributes:FindingAttributes", "share of the reference findings' side, "
+             "zone and severity the report states alike (offline labeler)"),
     _builtin("distinctness", "rewards.diversity:Distinctness", "1 - highest word-bigram overlap with a completion of "
              "another study in the batch: a group diversity term against boilerplate", inputs=("reports", "study_id")),
     _builtin("bertscore", "rewards.bertscore:BERTScore", "BERTScore F1 (ReXrank: distilroberta-base, layer 5, "
