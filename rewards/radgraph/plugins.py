@@ -13,10 +13,16 @@ from collections.abc import Sequence
 from rewards.api import RewardOutput, RewardPlugin
 from rewards.chexbert.plugins import resolve_device
 from rewards.chexbert.weights import WeightFile, require
-from rewards.radgraph.model import RadGraphAnnotator, RadGraphScorer, model_files
+from rewards.radgraph.model import (
+    DEFAULT_BATCH_SIZE,
+    RadGraphAnnotator,
+    RadGraphScorer,
+    check_batch_size,
+    model_files,
+)
 
-# One scorer per (model_type, model_path, device, lowercase) in this process.
-_SCORERS: dict[tuple[str, str, str, bool], RadGraphScorer] = {}
+# One scorer per (model_type, model_path, device, lowercase, batch_size) in this process.
+_SCORERS: dict[tuple[str, str, str, bool, int], RadGraphScorer] = {}
 
 
 class RadGraphF1(RewardPlugin):
@@ -26,7 +32,9 @@ class RadGraphF1(RewardPlugin):
     "RadGraph" column and the RadCliQ-v1 input; UniRG step-1 weight 0.377. Sub-scores entity_f1 and
     relation_f1 are logged. Options: model_type (radgraph [default, the model RadCliQ was fit with],
     radgraph-xl, modern-radgraph-xl), model_path (archive or unpacked folder; default: the hub cache),
-    device (auto: the GPU when visible), lowercase (False: radgraph 0.1.18's matching keys).
+    device (auto: the GPU when visible), lowercase (False: radgraph 0.1.18's matching keys), batch_size
+    (reports per model forward, default 16; 1 runs the radgraph package's one-at-a-time forward; the
+    annotations are the same either way).
     """
 
     name = "radgraph_f1"
@@ -34,7 +42,8 @@ class RadGraphF1(RewardPlugin):
     resources = {"num_gpus": 0.25}
 
     def __init__(self, model_type: str = "radgraph", model_path: str | os.PathLike | None = None,
-                 device: str = "auto", lowercase: bool = False) -> None:
+                 device: str = "auto", lowercase: bool = False, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        self.batch_size = check_batch_size(batch_size)
         require(model_files(model_type, model_path), self.name)
         self.model_type = model_type
         self.model_path = str(model_path) if model_path else None
@@ -49,9 +58,9 @@ class RadGraphF1(RewardPlugin):
     @property
     def scorer(self) -> RadGraphScorer:
         device = resolve_device(self.device)
-        key = (self.model_type, self.model_path or "", device, self.lowercase)
+        key = (self.model_type, self.model_path or "", device, self.lowercase, self.batch_size)
         if key not in _SCORERS:
-            annotator = RadGraphAnnotator(self.model_type, self.model_path, device)
+            annotator = RadGraphAnnotator(self.model_type, self.model_path, device, batch_size=self.batch_size)
             _SCORERS[key] = RadGraphScorer(annotator, lowercase=self.lowercase)
         return _SCORERS[key]
 
