@@ -241,6 +241,29 @@ def judge_actor_name(job_id: str, model: str, served_name: str) -> str:
     return f"unirg-judge-{digest}"
 
 
+def served_judge_bundles(rewards: Sequence[Any], cluster_has_gpus: bool) -> list[dict[str, float]]:
+    """The Ray resources each judge actor of a recipe's rewards will ask for, one per distinct served model.
+
+    `rewards` are the recipe's reward entries (`name`, `options`); an entry whose `options.serve` runs in
+    Ray (`serve.ray` auto or true) starts one actor per (model folder, served name), whatever the number
+    of trainer ranks, with the same CPU and GPU share as `RayJudgeServer.actor_options`.
+    """
+    bundles: dict[tuple[str, str], dict[str, float]] = {}
+    for entry in rewards:
+        serve = (getattr(entry, "options", None) or {}).get("serve")
+        if not isinstance(serve, dict) or serve.get("ray", "auto") is False or not serve.get("model"):
+            continue
+        served_name = (entry.options or {}).get("model") or "judge"
+        gpus = serve.get("gpu_fraction")
+        if gpus is None:
+            gpus = float(serve.get("gpu_memory_utilization", 0.3)) if cluster_has_gpus else 0.0
+        bundle = {"CPU": float(serve.get("cpus", 1.0))}
+        if gpus > 0:
+            bundle["GPU"] = float(gpus)
+        bundles[(str(Path(serve["model"]).expanduser()), served_name)] = bundle
+    return list(bundles.values())
+
+
 class RayJudgeServer:
     """A JudgeServer inside a named Ray actor with a GPU fraction; same `start()`/`stop()` as JudgeServer."""
 

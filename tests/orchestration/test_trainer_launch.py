@@ -95,6 +95,32 @@ def test_budget_adds_trainers_rollout_workers_and_one_shared_reward_actor_per_pl
     assert len(budget["parts"]) == 3
 
 
+def test_budget_counts_one_actor_per_served_judge_model(tmp_path) -> None:
+    from unirg.recipe import RewardEntry
+
+    judge, other = tmp_path / "judge", tmp_path / "other-judge"
+    judge.mkdir()
+    other.mkdir()
+    rewards = [
+        RewardEntry(name="llm_errors", options={"serve": {"model": str(judge), "gpu_fraction": 0.3, "cpus": 2}}),
+        # The same model again (another prompt style) attaches to the same actor.
+        RewardEntry(name="llm_errors", options={"serve": {"model": str(judge), "gpu_fraction": 0.3, "cpus": 2},
+                                                "style": "chexprompt"}),
+        # No gpu_fraction: the share vLLM is told to fill, on a cluster with GPUs.
+        RewardEntry(name="llm_errors", options={"serve": {"model": str(other), "gpu_memory_utilization": 0.2}}),
+        RewardEntry(name="llm_errors", options={"serve": {"model": str(other), "ray": False}, "model": "local"}),
+        RewardEntry(name="llm_errors", options={"base_url": "http://judge.example/v1"}),
+        RewardEntry(name="chexpert_f1"),
+    ]
+    cluster = ClusterConfig(trainer_workers=2, trainer_cpus_per_worker=1)
+    budget = resource_budget(cluster, RolloutConfig(backend="hf"), 1, rewards, cluster_has_gpus=True)
+    assert (budget["CPU"], budget["GPU"]) == (2 * 1 + 2 + 1, pytest.approx(2 * 1 + 0.3 + 0.2))
+    without_gpus = resource_budget(cluster, RolloutConfig(backend="hf"), 0, rewards[2:3], cluster_has_gpus=False)
+    assert (without_gpus["CPU"], without_gpus["GPU"]) == (3, 0)
+    with pytest.raises(ClusterError, match="serve.gpu_fraction"):
+        check_budget(budget, {"CPU": 16.0, "GPU": 2.0})
+
+
 def test_budget_leaves_out_rollout_workers_of_in_process_backends() -> None:
     budget = resource_budget(ClusterConfig(trainer_workers=2), RolloutConfig(backend="hf", num_workers=4), 0)
     assert (budget["CPU"], budget["GPU"]) == (2, 0)

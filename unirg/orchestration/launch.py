@@ -180,8 +180,10 @@ def launch_on_ray(recipe: Recipe, run_dir: str | Path | None = None):
     # Ray Train's placement-group cleaner asks the state API (served by the dashboard) whether the run
     # is alive, and warns every few seconds without it: a locally started Ray gets one, on loopback.
     ensure_ray(cluster.model_copy(update={"dashboard": True}))
-    gpus = trainer_gpus(cluster, ray.cluster_resources().get("GPU", 0.0))
-    wait_for_budget(resource_budget(cluster, recipe.rollout, gpus), cluster.trainer_start_timeout_s)
+    cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+    gpus = trainer_gpus(cluster, cluster_gpus)
+    wait_for_budget(resource_budget(cluster, recipe.rollout, gpus, recipe.rewards, cluster_has_gpus=cluster_gpus > 0),
+                    cluster.trainer_start_timeout_s)
     recipe = with_sharding(recipe, on_gpu=gpus > 0)
     box = ray.remote(num_cpus=0)(ResultBox).remote()
     bundle = trainer_bundles(cluster, gpus)[0]

@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from unirg.errors import UnirgError
@@ -97,8 +98,12 @@ def reward_actor_count(cluster: ClusterConfig) -> int:
     return len(cluster.ray_rewards)
 
 
-def resource_budget(cluster: ClusterConfig, rollout: RolloutConfig, gpus_per_trainer: float) -> dict[str, Any]:
-    """CPUs and GPUs the whole run holds at once: trainer processes, rollout workers and reward actors.
+def resource_budget(cluster: ClusterConfig, rollout: RolloutConfig, gpus_per_trainer: float,
+                    rewards: Sequence[Any] = (), cluster_has_gpus: bool = False) -> dict[str, Any]:
+    """CPUs and GPUs the whole run holds at once: trainer processes, rollout workers, reward and judge actors.
+
+    `rewards` (the recipe's reward entries) adds one actor per judge model a reward serves in Ray
+    (`options.serve`, see rewards.judge_server), with its `serve.gpu_fraction` and `serve.cpus`.
 
     Returns {"CPU": …, "GPU": …, "parts": {group: (count, bundle)}} so an error can say where it went.
     """
@@ -114,6 +119,10 @@ def resource_budget(cluster: ClusterConfig, rollout: RolloutConfig, gpus_per_tra
             reward["GPU"] = cluster.reward_gpus_per_worker
         parts["reward actors (cluster.ray_rewards x trainer_workers, cluster.reward_*_per_worker)"] = (
             reward_actor_count(cluster), reward)
+    from rewards.judge_server import served_judge_bundles
+
+    for index, bundle in enumerate(served_judge_bundles(rewards, cluster_has_gpus)):
+        parts[f"served judge {index + 1} (rewards.*.options.serve.gpu_fraction, serve.cpus)"] = (1, bundle)
     total = {key: sum(count * bundle.get(key, 0.0) for count, bundle in parts.values()) for key in ("CPU", "GPU")}
     return {**total, "parts": parts}
 
