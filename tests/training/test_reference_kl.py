@@ -19,7 +19,7 @@ from unirg.training.reference import check_reference
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["data.synthetic.n_train=32", "data.synthetic.n_eval=8",
+SMALL = ["data.synthetic.n_train=32", "data.synthetic.n_eval=8", "data.synthetic.n_val=8",
          "grpo.per_device_train_batch_size=8", "grpo.num_generations=4", "rollout.max_new_tokens=16",
          "logging.progress=false", "logging.tensorboard=false"]
 
