@@ -41,9 +41,36 @@ class Distinctness(RewardPlugin):
         self.n = n
 
     def score(self, reports: Sequence[str], study_id: Sequence[str], **_) -> RewardOutput:
-        grams = [word_ngrams(report, self.n) for report in reports]
-        highest: list[float] = []
-        for i, own in enumerate(grams):
-            others = [jaccard(own, grams[j]) for j in range(len(grams)) if study_id[j] != study_id[i]]
-            highest.append(max(others, default=0.0))
+        highest = highest_cross_study_jaccard([word_ngrams(report, self.n) for report in reports], study_id)
         return RewardOutput([1.0 - value for value in highest], {"max_similarity": highest})
+
+
+def highest_cross_study_jaccard(grams: Sequence[frozenset], study_id: Sequence[str]) -> list[float]:
+    """For each gram set, its highest `jaccard` with a set of another study (0.0 when there is none).
+
+    All pairs at once as one sparse product (intersection sizes), so a 4,096-completion step costs about
+    a second rather than the minute a pairwise Python loop takes.
+    """
+    import warnings
+
+    import torch
+
+    vocabulary: dict[tuple[str, ...], int] = {}
+    rows = [i for i, own in enumerate(grams) for _ in own]
+    columns = [vocabulary.setdefault(gram, len(vocabulary)) for own in grams for gram in own]
+    count = len(grams)
+    if count == 0:
+        return []
+    hot = torch.sparse_coo_tensor(torch.tensor([rows, columns], dtype=torch.long).reshape(2, -1),
+                                  torch.ones(len(rows), dtype=torch.float64), (count, max(len(vocabulary), 1)),
+                                  check_invariants=True).coalesce()
+    with warnings.catch_warnings():  # torch warns that the CSR kernel behind sparse @ sparse is beta
+        warnings.simplefilter("ignore", UserWarning)
+        shared = torch.sparse.mm(hot, hot.t().coalesce()).to_dense()
+    sizes = torch.tensor([len(own) for own in grams], dtype=torch.float64)
+    union = sizes[:, None] + sizes[None, :] - shared
+    similarity = torch.where(union > 0, shared / union.clamp(min=1), torch.ones_like(union))
+    study_index = {study: k for k, study in enumerate(dict.fromkeys(study_id))}
+    study = torch.tensor([study_index[s] for s in study_id])
+    similarity = similarity.masked_fill(study[:, None] == study[None, :], -1.0)
+    return similarity.max(dim=1).values.clamp(min=0.0).tolist()
