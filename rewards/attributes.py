@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from rewards.api import RewardOutput, RewardPlugin
+from rewards.label_errors import DERIVED
 from rewards.labeler import OBSERVATIONS, label_report
 
-DERIVED = ("No Finding",)
 # Attribute kind → {word in a report: normalised value}.
 ATTRIBUTE_WORDS: dict[str, dict[str, str]] = {
     "side": {"left": "left", "right": "right", "bilateral": "bilateral", "bilaterally": "bilateral"},

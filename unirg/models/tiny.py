@@ -167,7 +167,8 @@ def build_tiny_model(out_dir: str | Path, arch: TinyArch = "qwen2_vl", texts: It
     build_processor(tokenizer, image_size=image_size, arch=arch).save_pretrained(out)
     (out / "unirg_tiny.json").write_text(json.dumps(
         {"arch": arch, "seed": seed, "hidden_size": hidden_size, "num_layers": num_layers,
-         "image_size": image_size, "vision_width": vision_width, "vision_depth": vision_depth, "parameters": sum(p.numel() for p in model.parameters())}, indent=2))
+         "image_size": image_size, "vision_width": vision_width, "vision_depth": vision_depth,
+         "parameters": sum(p.numel() for p in model.parameters())}, indent=2))
     return out
 
 
