@@ -65,10 +65,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+# vLLM's share of device memory for a served judge unless serve.gpu_memory_utilization says otherwise.
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.3
+
+
+def judge_gpu_share(gpu_fraction: float | None, gpu_memory_utilization: float, cluster_has_gpus: bool) -> float:
+    """GPUs a judge actor asks Ray for: `serve.gpu_fraction`, else the memory share vLLM fills (0 without GPUs)."""
+    if gpu_fraction is not None:
+        return float(gpu_fraction)
+    return float(gpu_memory_utilization) if cluster_has_gpus else 0.0
+
+
 class JudgeServer:
     """One vLLM OpenAI-compatible server for a local judge model: a child process, or in a Ray actor (`ray`)."""
 
-    def __init__(self, model: str, served_name: str = "judge", gpu_memory_utilization: float = 0.3,
+    def __init__(self, model: str, served_name: str = "judge",
+                 gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
                  max_model_len: int | None = None, python: str | None = None, extra_args: Sequence[str] = (),
                  startup_timeout_s: float = 900.0, env: dict[str, str] | None = None, host: str = LOOPBACK,
                  ray: bool | str = "auto", gpu_fraction: float | None = None, cpus: float = 1.0) -> None:
@@ -250,13 +262,13 @@ def served_judge_bundles(rewards: Sequence[Any], cluster_has_gpus: bool) -> list
     """
     bundles: dict[tuple[str, str], dict[str, float]] = {}
     for entry in rewards:
-        serve = (getattr(entry, "options", None) or {}).get("serve")
+        options = entry.options or {}
+        serve = options.get("serve")
         if not isinstance(serve, dict) or serve.get("ray", "auto") is False or not serve.get("model"):
             continue
-        served_name = (entry.options or {}).get("model") or "judge"
-        gpus = serve.get("gpu_fraction")
-        if gpus is None:
-            gpus = float(serve.get("gpu_memory_utilization", 0.3)) if cluster_has_gpus else 0.0
+        served_name = options.get("model") or "judge"
+        gpus = judge_gpu_share(serve.get("gpu_fraction"),
+                               serve.get("gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION), cluster_has_gpus)
         bundle = {"CPU": float(serve.get("cpus", 1.0))}
         if gpus > 0:
             bundle["GPU"] = float(gpus)
@@ -280,9 +292,8 @@ class RayJudgeServer:
         """Ray options of the actor: its CPU and GPU share and its per-run name."""
         import ray
 
-        gpus = self.gpu_fraction
-        if gpus is None:  # a judge on GPU takes the device share vLLM is told to fill
-            gpus = self.server.gpu_memory_utilization if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        gpus = judge_gpu_share(self.gpu_fraction, self.server.gpu_memory_utilization,
+                               ray.cluster_resources().get("GPU", 0) > 0)
         self.name = judge_actor_name(ray.get_runtime_context().get_job_id(), self.server.model,
                                      self.server.served_name)
         options: dict[str, Any] = {"name": self.name, "namespace": RAY_NAMESPACE, "get_if_exists": True,
