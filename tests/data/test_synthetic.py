@@ -1,4 +1,4 @@
-"""Synthetic generator: labels follow the drawn findings, same seed same bytes, findings visible, fast."""
+"""Synthetic generator: labels follow the drawn findings, house-style wording, same seed same bytes, findings visible, fast."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from unirg.data.records import CHEXPERT_OBSERVATIONS
-from unirg.data.synthetic import FINDINGS, DrawnStudy, generate_studies, render_image
+from unirg.data.synthetic import FINDINGS, WORDING_FREQUENCIES, DrawnStudy, generate_studies, render_image
 
 INDEX = {name: i for i, name in enumerate(CHEXPERT_OBSERVATIONS)}
 
@@ -51,6 +51,19 @@ def test_labels_match_drawn_findings(tmp_path: Path) -> None:
             if name in ("effusion", "pneumothorax", "consolidation", "atelectasis", "nodule"):
                 assert attributes["side"] in (row["findings"] + row["impression"]).lower()
     assert seen == set(FINDINGS), "every finding kind occurs in 200 studies"
+
+
+def test_house_style_wording_dominates_and_references_stay_varied(tmp_path: Path) -> None:
+    """Each sentence's first phrasing is the common one (as in real report corpora); reports still differ."""
+    manifest = generate_studies(tmp_path, 400, seed=5, size=32)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    normal_effusion = [row["findings"] for row in rows if "effusion" not in row["drawn"]]
+    shares = [sum(phrase in text for text in normal_effusion) / len(normal_effusion)
+              for phrase in ("No pleural effusion.", "There is no pleural effusion.", "No effusion is seen.")]
+    assert shares[0] > shares[1] > shares[2] > 0, shares
+    assert abs(shares[0] - WORDING_FREQUENCIES[0]) < 0.08, shares
+    reports = [row["findings"] + " " + row["impression"] for row in rows]
+    assert len(set(reports)) > 0.8 * len(reports), "references collapsed to a few texts"
 
 
 def test_findings_are_visible() -> None:

@@ -13,7 +13,7 @@ from unirg.data.records import CHEXPERT_OBSERVATIONS
 
 LABEL_INDEX = {name: i for i, name in enumerate(CHEXPERT_OBSERVATIONS)}
 # Part of the cache key of rendered studies: bump it when images, reports or labels change.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # Finding → (CheXpert observation, prevalence). Prevalences are high so a few hundred studies hold enough
 # positives of each kind to learn from.
@@ -201,26 +201,38 @@ _STRUCTURES = ["The mediastinal contours are normal.", "The osseous structures a
                "The trachea is midline."]
 
 
+# How often a report uses each phrase of a bank, most common first. Real report corpora have a house style:
+# one wording dominates and the others are occasional. Uniform choice (generator version 1) made no wording
+# more likely than another, so a greedy model's wording flipped between synonyms with image noise, and
+# text variety did not reflect what it saw (BENCHMARKS.md, "Why GRPO raises the duplicate rate here").
+WORDING_FREQUENCIES = (0.75, 0.17, 0.08)
+
+
+def _pick(rng: np.random.Generator, options: list[str]) -> str:
+    weights = np.asarray(WORDING_FREQUENCIES[:len(options)])
+    return str(options[int(rng.choice(len(options), p=weights / weights.sum()))])
+
+
 def _fill(template: str, attrs: dict[str, str]) -> str:
     values = {**attrs, **{k.capitalize(): v.capitalize() for k, v in attrs.items()}}
     return template.format(**values)
 
 
 def write_report(study: DrawnStudy, rng: np.random.Generator) -> tuple[str, str]:
-    """Findings and impression text for `study`, varied by the phrase bank."""
+    """Findings and impression text for `study`, each sentence from its phrase bank at WORDING_FREQUENCIES."""
     findings = study.findings
     sentences = []
     for name in FINDINGS:
         if name in findings:
-            sentences.append(_fill(str(rng.choice(_POSITIVE[name])), findings[name]))
+            sentences.append(_fill(_pick(rng, _POSITIVE[name]), findings[name]))
         elif name in _NORMAL:
-            sentences.append(str(rng.choice(_NORMAL[name])))
-    sentences.append(str(rng.choice(_STRUCTURES)))
+            sentences.append(_pick(rng, _NORMAL[name]))
+    sentences.append(_pick(rng, _STRUCTURES))
     clinical = [name for name in FINDINGS if name in findings and name != "devices"]
     if clinical:
         impression = " ".join(_fill(_IMPRESSION[name], findings[name]) for name in clinical)
     else:
-        impression = str(rng.choice(_NORMAL_IMPRESSION))
+        impression = _pick(rng, _NORMAL_IMPRESSION)
     if "devices" in findings:
         impression += " " + _IMPRESSION["devices"]
     return " ".join(sentences), impression
