@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_demo.py [--seeds 0 1 2] [--step2] [--runs runs/bench-demo]
 
 For each seed runs `unirg rl --recipe demo` into `<runs>/demo-s<seed>` with its checkpoints scored on
-the held-out split (`grpo.metric_for_best_model=auto`), and with `--step2` then `unirg rl --recipe
+the validation split (`grpo.metric_for_best_model=auto`), and with `--step2` then `unirg rl --recipe
 demo-step2` from that run's best checkpoint into `<runs>/step2-s<seed>`. Runs already finished are reused
 (unirg never retrains a finished stage), so the script can be stopped and started again. Prints one
 Markdown table per stage pair, with the wall time of each command as measured here.
