@@ -71,6 +71,24 @@ def attribute_matches(report: str, reference: str) -> tuple[int, int]:
     return matched, total
 
 
+def attribute_errors(report: str, reference: str) -> tuple[int, int]:
+    """(location errors, severity errors) of a report against its reference, CheXprompt's categories (c) and (d).
+
+    Counted for the reference findings the report also states: one location error when the side or zone it
+    gives differs from the reference's (leaving it out differs too), one severity error when the severity
+    does. A finding the report leaves out is a missed finding, counted by the label comparison, not here.
+    """
+    said, truth = finding_attributes(report), finding_attributes(reference)
+    location = severity = 0
+    for observation, kinds in truth.items():
+        if observation not in said:
+            continue
+        stated = said[observation]
+        location += any(kinds[kind] and stated[kind] != kinds[kind] for kind in ("side", "zone"))
+        severity += bool(kinds["severity"]) and stated["severity"] != kinds["severity"]
+    return location, severity
+
+
 class FindingAttributes(RewardPlugin):
     """`finding_attributes`: share of the reference findings' side, zone and severity the report states alike.
 

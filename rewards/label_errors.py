@@ -7,6 +7,10 @@ significant error, the labeler's counterpart of the judge's categories (a) false
 and (b) missing a finding. Uncertain mentions count as present by default, as in `chexpert_f1`.
 Positive vs uncertain is a matter of certainty, not presence, and is not counted. "No Finding" is left
 out because it is derived from the other thirteen and would count every such error twice.
+
+With `attributes: true` it also counts the judge's categories (c) misidentified location and (d)
+misassessed severity, from the side, zone and severity words each report gives a finding both state
+(`rewards.attributes.attribute_errors`).
 """
 
 from __future__ import annotations
@@ -42,15 +46,18 @@ class LabelerErrors(RewardPlugin):
 
     Inputs: reports, references, reference_labels (optional; else the reference is labeled). Range
     (0, 1], higher is better. Options: `uncertain_as_positive` (default True), `ignore` (observation
-    names left out; default: none besides the derived "No Finding"). Sub-scores: `errors`,
-    `false_findings`, `missed`. Example: report "Small left effusion." vs reference "Left pleural effusion
-    and cardiomegaly." misses cardiomegaly: 1 error, reward 0.5.
+    names left out; default: none besides the derived "No Finding"), `attributes` (default False: also
+    count location and severity errors, read from the reference text). Sub-scores: `errors`,
+    `false_findings`, `missed`, and with `attributes` `location_errors`, `severity_errors`. Example:
+    report "Small left effusion." vs reference "Left pleural effusion and cardiomegaly." misses
+    cardiomegaly: 1 error, reward 0.5; vs reference "Large right pleural effusion." with `attributes`:
+    a location and a severity error, reward 1/3.
     """
 
     name = "labeler_errors"
     value_range = (0.0, 1.0)
 
-    def __init__(self, uncertain_as_positive: bool = True, ignore: Sequence[str] = ()) -> None:
+    def __init__(self, uncertain_as_positive: bool = True, ignore: Sequence[str] = (), attributes: bool = False) -> None:
         unknown = [name for name in ignore if name not in OBSERVATIONS]
         if unknown:
             raise ValueError(f"labeler_errors: options.ignore names unknown observations {unknown}; "
@@ -58,6 +65,7 @@ class LabelerErrors(RewardPlugin):
         skipped = set(DERIVED) | set(ignore)
         self.indices = [i for i, name in enumerate(OBSERVATIONS) if name not in skipped]
         self.uncertain_as_positive = uncertain_as_positive
+        self.attributes = attributes
 
     def count(self, reports: Sequence[str], references: Sequence[str],
               reference_labels: Sequence | None = None) -> list[tuple[int, int]]:
@@ -69,7 +77,14 @@ class LabelerErrors(RewardPlugin):
     def score(self, reports: Sequence[str], references: Sequence[str],
               reference_labels: Sequence | None = None, **_) -> RewardOutput:
         counts = self.count(reports, references, reference_labels)
-        return RewardOutput([1.0 / (f + m + 1) for f, m in counts],
-                            {"errors": [float(f + m) for f, m in counts],
-                             "false_findings": [float(f) for f, _ in counts],
-                             "missed": [float(m) for _, m in counts]})
+        parts = {"false_findings": [float(f) for f, _ in counts], "missed": [float(m) for _, m in counts]}
+        errors = [f + m for f, m in counts]
+        if self.attributes:
+            from rewards.attributes import attribute_errors  # that module imports this one
+
+            attribute_counts = [attribute_errors(report, reference)
+                                for report, reference in zip(reports, references, strict=True)]
+            parts["location_errors"] = [float(loc) for loc, _ in attribute_counts]
+            parts["severity_errors"] = [float(sev) for _, sev in attribute_counts]
+            errors = [e + loc + sev for e, (loc, sev) in zip(errors, attribute_counts, strict=True)]
+        return RewardOutput([1.0 / (e + 1) for e in errors], {"errors": [float(e) for e in errors], **parts})
