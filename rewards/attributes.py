@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from rewards.api import RewardOutput, RewardPlugin
-from rewards.label_errors import DERIVED
-from rewards.labeler import OBSERVATIONS, label_report
+from rewards.labeler import DERIVED, OBSERVATIONS, label_report
 
 # Attribute kind → {word in a report: normalised value}.
 ATTRIBUTE_WORDS: dict[str, dict[str, str]] = {

@@ -18,10 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rewards.api import RewardOutput, RewardPlugin
+from rewards.attributes import attribute_errors
 from rewards.clinical import reference_labels_for
-from rewards.labeler import OBSERVATIONS, label_report
-
-DERIVED = ("No Finding",)
+from rewards.labeler import DERIVED, OBSERVATIONS, label_report
 
 
 def present(label: int | None, uncertain_as_positive: bool) -> bool:
@@ -80,8 +79,6 @@ class LabelerErrors(RewardPlugin):
         parts = {"false_findings": [float(f) for f, _ in counts], "missed": [float(m) for _, m in counts]}
         errors = [f + m for f, m in counts]
         if self.attributes:
-            from rewards.attributes import attribute_errors  # that module imports this one
-
             attribute_counts = [attribute_errors(report, reference)
                                 for report, reference in zip(reports, references, strict=True)]
             parts["location_errors"] = [float(loc) for loc, _ in attribute_counts]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rewards.labeler.rules import Labels, label_report
-from rewards.labeler.vocabulary import OBSERVATIONS, TOP5
+from rewards.labeler.vocabulary import DERIVED, OBSERVATIONS, TOP5
 
-__all__ = ["OBSERVATIONS", "TOP5", "Labels", "label_report", "label_reports"]
+__all__ = ["DERIVED", "OBSERVATIONS", "TOP5", "Labels", "label_report", "label_reports"]
 
 
 def label_reports(texts: Iterable[str]) -> list[Labels]:

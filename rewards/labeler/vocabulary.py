@@ -8,6 +8,8 @@ OBSERVATIONS: tuple[str, ...] = (
     "Support Devices", "No Finding",
 )
 TOP5: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
+# Observations derived from the others, not stated findings: left out wherever findings are counted.
+DERIVED: tuple[str, ...] = ("No Finding",)
 
 # Phrases that name a finding outright (regex fragments, matched on lower-case text at word boundaries).
 MENTIONS: dict[str, tuple[str, ...]] = {

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from rewards.clinical import TOP5_INDICES, corpus_f1, positives
-from rewards.label_errors import DERIVED, label_errors
-from rewards.labeler import OBSERVATIONS, label_reports
+from rewards.label_errors import label_errors
+from rewards.labeler import DERIVED, OBSERVATIONS, label_reports
 from rewards.lexical import bleu2, bleu4, rouge_l
 from unirg.prompts.parser import parse_completion
 
